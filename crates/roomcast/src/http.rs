@@ -1,0 +1,336 @@
+//! The HTTP origin: HLS, the watch page and its assets, the JSON API, metrics and health.
+//!
+//! Client mistakes (bad room names, unknown rooms or files) are answered with 4xx and are not
+//! logged as errors; internal failures are logged and answered with a bare 500 that leaks
+//! nothing.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use metrics_exporter_prometheus::PrometheusHandle;
+use roomcast_packager::{Packager, Resource, ResourceKind};
+use roomcast_store::{Store, valid_room_name};
+use serde::Serialize;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
+use tower_http::cors::{Any, CorsLayer};
+
+use crate::config::Config;
+use crate::rooms::{RoomSnapshot, Rooms};
+use crate::web;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<StateInner>,
+}
+
+struct StateInner {
+    config: Config,
+    store: Store,
+    rooms: Rooms,
+    metrics: PrometheusHandle,
+    playlist_cache_control: HeaderValue,
+}
+
+impl AppState {
+    /// Bundles what the handlers need.
+    pub fn new(config: Config, store: Store, rooms: Rooms, metrics: PrometheusHandle) -> Self {
+        let playlist_cache_control = HeaderValue::from_str(&format!(
+            "public, max-age={}",
+            config.http.playlist_max_age_s
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static("no-cache"));
+        Self {
+            inner: Arc::new(StateInner {
+                config,
+                store,
+                rooms,
+                metrics,
+                playlist_cache_control,
+            }),
+        }
+    }
+}
+
+/// An HTTP failure. Only [`AppError::Internal`] is logged.
+#[derive(Debug)]
+pub enum AppError {
+    /// The request itself is wrong.
+    BadRequest(&'static str),
+    /// No such room, or it is offline, or no such resource.
+    NotFound(&'static str),
+    /// Something failed on our side.
+    Internal(anyhow::Error),
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, msg) = match self {
+            AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            AppError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            AppError::Internal(e) => {
+                tracing::error!(error = %format!("{e:#}"), "internal error answering a request");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            }
+        };
+        (
+            status,
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                // Short, so a CDN re-asks soon after a room goes live.
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            format!("{msg}\n"),
+        )
+            .into_response()
+    }
+}
+
+impl From<roomcast_store::StoreError> for AppError {
+    fn from(e: roomcast_store::StoreError) -> Self {
+        AppError::Internal(e.into())
+    }
+}
+
+/// Largest resource name accepted under `/live/ROOM/`; ours are far shorter.
+const MAX_RESOURCE_NAME: usize = 128;
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
+        .allow_headers(Any);
+    let live = Router::new()
+        .route("/live/{room}/{file}", get(hls))
+        .layer(cors);
+    // Video is already compressed: gzip would burn CPU for nothing. Playlists shrink ~4x.
+    let compress = CompressionLayer::new()
+        .compress_when(DefaultPredicate::new().and(NotForContentType::new("video/")));
+    Router::new()
+        .route("/", get(|| async { web::page(web::INDEX_HTML) }))
+        .route("/watch/{room}", get(watch))
+        .route("/assets/{file}", get(asset))
+        .route("/api/rooms", get(api_rooms))
+        .route("/api/rooms/{room}", get(api_room))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .merge(live)
+        .fallback(|| async { AppError::NotFound("not found") })
+        .layer(compress)
+        .with_state(state)
+}
+
+async fn watch(Path(room): Path<String>) -> Result<Response, AppError> {
+    if !valid_room_name(&room) {
+        return Err(AppError::BadRequest(
+            "invalid room name: use 1-64 of a-z 0-9 _ -",
+        ));
+    }
+    // The page reads the room from its own URL, so nothing from the request is written into
+    // the HTML.
+    Ok(web::page(web::WATCH_HTML))
+}
+
+async fn asset(Path(file): Path<String>) -> Result<Response, AppError> {
+    web::asset(&file).ok_or(AppError::NotFound("no such asset"))
+}
+
+fn check_room(room: &str) -> Result<(), AppError> {
+    if valid_room_name(room) {
+        Ok(())
+    } else {
+        Err(AppError::BadRequest(
+            "invalid room name: use 1-64 of a-z 0-9 _ -",
+        ))
+    }
+}
+
+async fn hls(
+    State(st): State<AppState>,
+    Path((room, file)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    check_room(&room)?;
+    if file.is_empty()
+        || file.len() > MAX_RESOURCE_NAME
+        || !file
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    {
+        return Err(AppError::BadRequest("invalid resource name"));
+    }
+    let live = st
+        .inner
+        .rooms
+        .get(&room)
+        .ok_or(AppError::NotFound("room is offline or does not exist"))?;
+    let is_playlist = file == "index.m3u8" || file == Packager::MEDIA_PLAYLIST_NAME;
+    if is_playlist {
+        // A player that starts the moment the streamer goes live waits for the first segment
+        // instead of failing on a 404 it would have to retry.
+        let wait = Duration::from_millis(st.inner.config.http.startup_wait_ms);
+        if !live.is_ready() && !live.wait_ready(wait).await {
+            return Err(AppError::NotFound("stream has no segment yet"));
+        }
+        let text = if file == "index.m3u8" {
+            live.multivariant_playlist()
+        } else {
+            live.media_playlist()
+        }
+        .ok_or(AppError::NotFound("stream has no segment yet"))?;
+        return Ok(playlist_response(&st, text));
+    }
+    let resource = live
+        .get(&file)
+        .ok_or(AppError::NotFound("no such segment (it may have left the live window)"))?;
+    Ok(resource_response(resource))
+}
+
+fn playlist_response(st: &AppState, text: String) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/vnd.apple.mpegurl"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                st.inner.playlist_cache_control.clone(),
+            ),
+        ],
+        text,
+    )
+        .into_response()
+}
+
+fn resource_response(resource: Resource) -> Response {
+    let len: usize = resource.chunks.iter().map(Bytes::len).sum();
+    let content_type = match resource.kind {
+        ResourceKind::Init | ResourceKind::Segment | ResourceKind::Part => "video/mp4",
+    };
+    // Segments are served as the chain of their parts' buffers: no copy per request.
+    let body = if resource.chunks.len() == 1 {
+        Body::from(resource.chunks.into_iter().next().unwrap_or_default())
+    } else {
+        Body::from_stream(futures_util::stream::iter(
+            resource
+                .chunks
+                .into_iter()
+                .map(Ok::<Bytes, std::convert::Infallible>),
+        ))
+    };
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Names are unique per server run and publish, so media never changes under its URL.
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    resp
+}
+
+/// A room as the JSON API shows it.
+#[derive(Debug, Serialize)]
+pub struct RoomInfo {
+    /// Room name.
+    pub name: String,
+    /// Room title, if set.
+    pub title: Option<String>,
+    /// A publisher is connected now.
+    pub live: bool,
+    /// RFC 3339 time the current or last publish started, while the room is known to HLS.
+    pub since: Option<String>,
+    /// RFC 6381 codecs of the stream.
+    pub codecs: Option<String>,
+    /// `WIDTHxHEIGHT`.
+    pub resolution: Option<String>,
+    /// Frame rate.
+    pub frame_rate: Option<f64>,
+    /// Measured average bitrate, bits per second.
+    pub bitrate: Option<u64>,
+    /// Playlist URL, relative to the server.
+    pub hls: String,
+    /// Watch page URL, relative to the server.
+    pub watch: String,
+}
+
+fn room_info(name: &str, title: Option<String>, snap: Option<RoomSnapshot>) -> RoomInfo {
+    let since = snap.as_ref().and_then(|s| s.since).map(|t| {
+        let ms = t
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        crate::serve::format_ms(ms)
+    });
+    let status = snap.as_ref().map(|s| &s.status);
+    RoomInfo {
+        name: name.to_owned(),
+        title,
+        live: snap.as_ref().is_some_and(|s| s.publishing),
+        since,
+        codecs: status.and_then(|s| s.codecs.clone()),
+        resolution: status
+            .and_then(|s| s.width.zip(s.height))
+            .map(|(w, h)| format!("{w}x{h}")),
+        frame_rate: status.and_then(|s| s.frame_rate),
+        bitrate: status.and_then(|s| s.average_bandwidth),
+        hls: format!("/live/{name}/index.m3u8"),
+        watch: format!("/watch/{name}"),
+    }
+}
+
+async fn api_rooms(State(st): State<AppState>) -> Result<Response, AppError> {
+    let rooms = st.inner.store.list_rooms().await?;
+    let list: Vec<RoomInfo> = rooms
+        .into_iter()
+        .map(|r| {
+            let snap = st.inner.rooms.get(&r.name).map(|l| l.snapshot());
+            room_info(&r.name, r.title, snap)
+        })
+        .collect();
+    Ok(json_response(&list))
+}
+
+async fn api_room(
+    State(st): State<AppState>,
+    Path(room): Path<String>,
+) -> Result<Response, AppError> {
+    check_room(&room)?;
+    let Some(r) = st.inner.store.room(&room).await? else {
+        return Err(AppError::NotFound("no such room"));
+    };
+    let snap = st.inner.rooms.get(&room).map(|l| l.snapshot());
+    Ok(json_response(&room_info(&r.name, r.title, snap)))
+}
+
+fn json_response<T: Serialize>(v: &T) -> Response {
+    match serde_json::to_vec(v) {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => AppError::Internal(e.into()).into_response(),
+    }
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.inner.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,9 @@
+//! The `roomcast` server: configuration, the room manager that drives one packager per live
+//! room, the HTTP origin and the watch page. `main.rs` is only the command line on top.
+
+pub mod config;
+pub mod http;
+pub mod rooms;
+pub mod serve;
+pub mod telemetry;
+pub mod web;

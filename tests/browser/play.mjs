@@ -1,0 +1,54 @@
+// Opens a roomcast watch page in Debian's headless Chromium and reports, as one JSON line on
+// stdout, whether the video plays: currentTime must advance while the page runs.
+// Usage: node play.mjs URL [seconds=8]
+import { chromium } from "playwright-core";
+
+const url = process.argv[2];
+const seconds = Number(process.argv[3] || 8);
+if (!url) {
+  console.error("usage: node play.mjs URL [seconds]");
+  process.exit(2);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required", "--mute-audio",
+  ],
+});
+const result = { url, errors: [], samples: [] };
+try {
+  const page = await browser.newPage();
+  page.on("pageerror", (e) => result.errors.push(String(e)));
+  page.on("console", (m) => { if (m.type() === "error") result.errors.push(m.text()); });
+  await page.goto(url, { waitUntil: "load" });
+  const deadline = Date.now() + seconds * 1000;
+  while (Date.now() < deadline) {
+    await page.waitForTimeout(500);
+    result.samples.push(await page.evaluate(() => {
+      const v = document.getElementById("video");
+      const h = window.roomcastHls;
+      return {
+        t: v ? v.currentTime : -1,
+        paused: v ? v.paused : true,
+        readyState: v ? v.readyState : 0,
+        width: v ? v.videoWidth : 0,
+        latency: h && Number.isFinite(h.latency) ? h.latency : null,
+        state: (document.getElementById("state") || {}).textContent || "",
+      };
+    }));
+  }
+  const ts = result.samples.map((s) => s.t).filter((t) => t >= 0);
+  result.first = ts.length ? ts[0] : null;
+  result.last = ts.length ? ts[ts.length - 1] : null;
+  result.advanced = ts.length > 1 && ts[ts.length - 1] - Math.min(...ts) > 1.0;
+  const lat = result.samples.map((s) => s.latency).filter((l) => l !== null);
+  result.latency = lat.length ? lat[lat.length - 1] : null;
+  result.videoWidth = result.samples.length ? result.samples[result.samples.length - 1].width : 0;
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(result));

@@ -25,6 +25,15 @@ pub enum TrackKind {
     Audio,
 }
 
+impl std::fmt::Display for TrackKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TrackKind::Video => "video",
+            TrackKind::Audio => "audio",
+        })
+    }
+}
+
 /// One access unit, codec-neutral.
 ///
 /// Timestamps are milliseconds on the publisher's clock, already unwrapped from RTMP's 32-bit
@@ -44,8 +53,8 @@ pub struct Frame {
     pub data: Bytes,
 }
 
-/// Video decoder configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Video decoder configuration. Not `Eq`: the frame rate is a float.
+#[derive(Debug, Clone, PartialEq)]
 pub enum VideoConfig {
     /// H.264 / AVC.
     Avc(AvcConfig),

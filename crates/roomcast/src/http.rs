@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use metrics_exporter_prometheus::PrometheusHandle;
-use roomcast_packager::{Packager, Resource, ResourceKind};
+use roomcast_packager::{MEDIA_PLAYLIST_NAME, Resource, ResourceKind};
 use roomcast_store::{Store, valid_room_name};
 use serde::Serialize;
 use tower_http::compression::CompressionLayer;
@@ -172,7 +172,7 @@ async fn hls(
         .rooms
         .get(&room)
         .ok_or(AppError::NotFound("room is offline or does not exist"))?;
-    let is_playlist = file == "index.m3u8" || file == Packager::MEDIA_PLAYLIST_NAME;
+    let is_playlist = file == "index.m3u8" || file == MEDIA_PLAYLIST_NAME;
     if is_playlist {
         // A player that starts the moment the streamer goes live waits for the first segment
         // instead of failing on a 404 it would have to retry.

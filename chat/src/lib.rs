@@ -1,13 +1,18 @@
-//! roomcast chat: the sans-IO core of a room's WebSocket chat.
+//! roomcast chat: a room's WebSocket chat, as a sans-IO core and an async service around it.
 //!
 //! [`ChatRoom`] is one room's state machine — names, history, rate limits, slow mode, bans,
 //! deletions, aggregated likes, gifts with a top-givers board, the lottery and the viewer
 //! count. [`protocol`] holds the JSON frames of `/chat/ROOM`. Time is an input (`now_ms`, unix
-//! milliseconds) to every call; there is no tokio, no socket and no database here. The server
-//! owns the sockets: it feeds frames in with [`ChatRoom::handle_frame`], delivers the
-//! [`Outgoing`] frames it gets back (one shared buffer per frame, however many receivers),
-//! calls [`ChatRoom::tick`] at [`ChatRoom::poll_timeout`], and writes
-//! [`ChatRoom::take_persist`] to the database.
+//! milliseconds) to every call; the core modules (`protocol`, `room`, `config`, `text`) use no
+//! tokio, no socket and no database. Whoever drives a room feeds frames in with
+//! [`ChatRoom::handle_frame`], delivers the [`Outgoing`] frames it gets back (one shared
+//! buffer per frame, however many receivers), calls [`ChatRoom::tick`] at
+//! [`ChatRoom::poll_timeout`], and writes [`ChatRoom::take_persist`] to the database.
+//!
+//! [`service`] is that driver for the server: [`ChatService`] runs one tokio task per room,
+//! with bounded per-client queues that disconnect slow clients, and persistence through
+//! [`ChatPersistence`] (implemented for `roomcast_store::Store`) off the rooms' hot path. It
+//! knows no WebSocket: the HTTP server converts frames to and from its calls.
 //!
 //! ```
 //! use roomcast_chat::{ChatConfig, ChatRoom, ConnId, Outgoing};
@@ -24,6 +29,7 @@ pub mod config;
 mod limit;
 pub mod protocol;
 pub mod room;
+pub mod service;
 pub mod text;
 
 pub use config::{ChatConfig, GiftKind, RateLimit};
@@ -32,3 +38,7 @@ pub use protocol::{
     ServerMessage, StoredMessage, parse_client,
 };
 pub use room::{ChatRoom, ConnId, JoinError, Outgoing, PersistEvent, Refused};
+pub use service::{
+    ChatConnection, ChatError, ChatInbound, ChatPersistence, ChatService, CloseReason, CloseSignal,
+    ModerationCommand, NoPersistence, RoomClosed, ServiceLimits,
+};

@@ -159,6 +159,8 @@ pub enum PersistEvent {
         keyword: String,
         /// How many had entered.
         entrants: u64,
+        /// Who opened it.
+        opened_by: String,
         /// Who cancelled it.
         by: String,
         /// When it opened, unix milliseconds.
@@ -1178,6 +1180,7 @@ impl ChatRoom {
         self.push_persist(PersistEvent::LotteryCancelled {
             keyword: lottery.keyword.clone(),
             entrants,
+            opened_by: lottery.opened_by.clone(),
             by: by.to_owned(),
             opened_at: lottery.opened_at,
             cancelled_at: now_ms,

@@ -1,4 +1,5 @@
-//! roomcast's database: rooms and stream keys, on SQLite or PostgreSQL.
+//! roomcast's database: rooms, stream keys and chat (history, bans, gifts, lottery results), on
+//! SQLite or PostgreSQL.
 //!
 //! One [`Store`] type over `sqlx::Any`, so every query is written once in portable SQL
 //! (`$1` placeholders, `BIGINT`/`TEXT` columns, timestamps as `i64` unix milliseconds) and runs
@@ -11,6 +12,9 @@
 //! and checks a presented key in constant time in [`Store::authorize_key`]. No other value this
 //! crate returns, logs or prints (including `Debug` and error messages) contains a key.
 //!
+//! Chat persistence is in [`Store::write_chat`] and the methods next to it; see the `chat`
+//! module's types ([`ChatMessage`], [`ChatWrite`], ...).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), roomcast_store::StoreError> {
 //! let store = roomcast_store::Store::connect("sqlite://roomcast.db").await?;
@@ -21,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+mod chat;
 mod dburl;
 mod error;
 mod key;
@@ -28,6 +33,10 @@ mod migrate;
 #[cfg(test)]
 mod tests;
 
+pub use chat::{
+    CHAT_NAME_MAX_CHARS, ChatBan, ChatKind, ChatMessage, ChatWrite, GiftRecord, GiftTotal,
+    LotteryOutcome, LotteryRecord, LotteryResult, ban_key,
+};
 pub use error::StoreError;
 
 use std::fmt;
@@ -44,6 +53,16 @@ use dburl::Target;
 pub const ROOM_NAME_MAX_LEN: usize = 64;
 /// Longest key label or room title, in characters.
 pub const LABEL_MAX_CHARS: usize = 128;
+
+/// Every table with a `room_id` column referencing `rooms (id)`: [`Store::remove_room`] deletes
+/// their rows of the room.
+const ROOM_TABLES: &[&str] = &[
+    "stream_keys",
+    "chat_messages",
+    "chat_bans",
+    "chat_gifts",
+    "chat_lotteries",
+];
 
 /// How many ids go into one `IN (...)` list (well below SQLite's and PostgreSQL's parameter
 /// limits).
@@ -315,7 +334,8 @@ impl Store {
         Ok(rooms)
     }
 
-    /// Deletes room `name` and all its keys (revoked or not). Returns whether it existed.
+    /// Deletes room `name` with all its keys (revoked or not) and its chat: messages, bans, gift
+    /// events and lottery results. Returns whether it existed.
     /// A publisher live on one of its keys is disconnected at the next
     /// [`Store::active_key_ids`] poll.
     pub async fn remove_room(&self, name: &str) -> Result<bool, StoreError> {
@@ -323,15 +343,17 @@ impl Store {
         check_room_name(name)?;
         let mut tx = self.begin_write().await.op(OP)?;
         // Explicit, rather than relying on ON DELETE CASCADE alone: SQLite enforces foreign
-        // keys only when the connection enables them. Tables added later that reference rooms
-        // (chat, bans, ...) are deleted here too.
-        sqlx::query(
-            "DELETE FROM stream_keys WHERE room_id IN (SELECT id FROM rooms WHERE name = $1)",
-        )
-        .bind(name)
-        .execute(&mut *tx)
-        .await
-        .op(OP)?;
+        // keys only when the connection enables them. Every table that references rooms is
+        // listed here (only constant table names are formatted in; the name is bound).
+        for table in ROOM_TABLES {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE room_id IN (SELECT id FROM rooms WHERE name = $1)"
+            )))
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .op(OP)?;
+        }
         let removed = sqlx::query("DELETE FROM rooms WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)

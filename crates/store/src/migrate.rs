@@ -33,11 +33,18 @@ use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 /// Every migration, in order: (version, description, SQL).
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "rooms and keys",
-    include_str!("../migrations/0001_rooms_and_keys.sql"),
-)];
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "rooms and keys",
+        include_str!("../migrations/0001_rooms_and_keys.sql"),
+    ),
+    (
+        2,
+        "chat history, bans, gifts and lottery results",
+        include_str!("../migrations/0002_chat.sql"),
+    ),
+];
 
 /// The migrator for [`MIGRATIONS`], with sqlx's defaults (`_sqlx_migrations` table, locking,
 /// each migration in a transaction).

@@ -188,6 +188,9 @@ on_every_backend!(
     concurrent_writers_get_distinct_ids,
 );
 
+/// Chat persistence behaviours (messages, bans, gifts, lotteries), on every backend too.
+mod chat;
+
 fn secret_part(key: &str) -> &str {
     &key[key.len() - key::SECRET_LEN..]
 }
@@ -216,7 +219,10 @@ async fn migrations_are_idempotent(db: &TestDb) {
         .iter()
         .map(|r| r.try_get::<String, _>("name").unwrap())
         .collect::<Vec<_>>();
-    assert_eq!(sequences, ["rooms", "stream_keys"]);
+    assert_eq!(
+        sequences,
+        ["chat_gifts", "chat_lotteries", "rooms", "stream_keys"]
+    );
 }
 
 async fn rooms_create_list_remove(db: &TestDb) {

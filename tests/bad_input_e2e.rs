@@ -39,7 +39,14 @@ async fn garbage_does_not_disturb_other_rooms() {
             loops: 20,
             ..PublishOptions::default()
         };
-        publish_flv(addr, "live", &key, fixture("h264-high-aac48k-720p30.flv"), &opts).await
+        publish_flv(
+            addr,
+            "live",
+            &key,
+            fixture("h264-high-aac48k-720p30.flv"),
+            &opts,
+        )
+        .await
     });
     let stream = server.url("/live/main/stream.m3u8");
     poll_text(&stream, Duration::from_secs(15), |t| t.contains("#EXTINF")).await;

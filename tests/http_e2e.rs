@@ -39,11 +39,20 @@ async fn http_contract() {
             loops: 20,
             ..PublishOptions::default()
         };
-        publish_flv(addr, "live", &key, fixture("h264-high-aac48k-720p30.flv"), &opts).await
+        publish_flv(
+            addr,
+            "live",
+            &key,
+            fixture("h264-high-aac48k-720p30.flv"),
+            &opts,
+        )
+        .await
     });
-    let media = poll_text(&server.url("/live/main/stream.m3u8"), Duration::from_secs(15), |t| {
-        t.contains("#EXTINF")
-    })
+    let media = poll_text(
+        &server.url("/live/main/stream.m3u8"),
+        Duration::from_secs(15),
+        |t| t.contains("#EXTINF"),
+    )
     .await;
     let c = raw_client();
 
@@ -75,7 +84,10 @@ async fn http_contract() {
         let h = r.headers().clone();
         assert_eq!(h["content-type"], "video/mp4");
         assert!(h["cache-control"].to_str().unwrap().contains("immutable"));
-        assert!(h.get("content-encoding").is_none(), "media must not be gzipped");
+        assert!(
+            h.get("content-encoding").is_none(),
+            "media must not be gzipped"
+        );
         let len: usize = h["content-length"].to_str().unwrap().parse().unwrap();
         assert_eq!(r.bytes().await.unwrap().len(), len);
     }
@@ -85,8 +97,14 @@ async fn http_contract() {
     assert_eq!(status(&server, "/live/no-such-room/index.m3u8").await, 404);
     assert_eq!(status(&server, "/live/main/seg-999999.m4s").await, 404);
     assert_eq!(status(&server, "/live/main/a%00b.m4s").await, 400);
-    assert_eq!(status(&server, "/live/main/..%2f..%2fetc%2fpasswd").await, 400);
-    assert_eq!(status(&server, &format!("/live/{}/index.m3u8", "a".repeat(65))).await, 400);
+    assert_eq!(
+        status(&server, "/live/main/..%2f..%2fetc%2fpasswd").await,
+        400
+    );
+    assert_eq!(
+        status(&server, &format!("/live/{}/index.m3u8", "a".repeat(65))).await,
+        400
+    );
     assert_eq!(status(&server, "/watch/Bad%20Room").await, 400);
     assert_eq!(status(&server, "/api/rooms/nosuch").await, 404);
     assert_eq!(status(&server, "/nothing/here").await, 404);
@@ -95,8 +113,15 @@ async fn http_contract() {
     // Pages and assets are served by roomcast itself.
     assert_eq!(status(&server, "/").await, 200);
     assert_eq!(status(&server, "/watch/main").await, 200);
-    let hls_js = c.get(server.url("/assets/hls.min.js")).send().await.unwrap();
-    assert_eq!(hls_js.headers()["content-type"], "text/javascript; charset=utf-8");
+    let hls_js = c
+        .get(server.url("/assets/hls.min.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        hls_js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
 
     // API.
     let rooms: serde_json::Value = c
@@ -107,7 +132,12 @@ async fn http_contract() {
         .json()
         .await
         .unwrap();
-    let main = rooms.as_array().unwrap().iter().find(|r| r["name"] == "main").unwrap();
+    let main = rooms
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "main")
+        .unwrap();
     assert_eq!(main["live"], true);
     assert_eq!(main["codecs"], "avc1.64001f,mp4a.40.2");
     assert_eq!(main["resolution"], "1280x720");
@@ -124,7 +154,14 @@ async fn http_contract() {
 
     // Health and metrics.
     assert_eq!(status(&server, "/healthz").await, 200);
-    let metrics = c.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = c
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("roomcast_live_rooms"), "{metrics}");
 
     // Cleartext HTTP/2 (prior knowledge) on the same port.
@@ -132,7 +169,11 @@ async fn http_contract() {
         .http2_prior_knowledge()
         .build()
         .unwrap();
-    let r = h2.get(server.url("/live/main/index.m3u8")).send().await.unwrap();
+    let r = h2
+        .get(server.url("/live/main/index.m3u8"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.status(), 200);
 
@@ -144,12 +185,20 @@ async fn ended_room_goes_offline_after_grace() {
     // Grace is 3 s in the test server options.
     let server = Server::start();
     let key = server.first_key.clone().unwrap();
-    publish_flv(server.rtmp, "live", &key, fixture("h264-main-video-only-360p30.flv"), &PublishOptions::default())
-        .await
-        .unwrap();
-    poll_text(&server.url("/live/main/stream.m3u8"), Duration::from_secs(10), |t| {
-        t.contains("#EXT-X-ENDLIST")
-    })
+    publish_flv(
+        server.rtmp,
+        "live",
+        &key,
+        fixture("h264-main-video-only-360p30.flv"),
+        &PublishOptions::default(),
+    )
+    .await
+    .unwrap();
+    poll_text(
+        &server.url("/live/main/stream.m3u8"),
+        Duration::from_secs(10),
+        |t| t.contains("#EXT-X-ENDLIST"),
+    )
     .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -158,7 +207,10 @@ async fn ended_room_goes_offline_after_grace() {
             break;
         }
         assert_eq!(s, 200);
-        assert!(std::time::Instant::now() < deadline, "room still served 10 s after it ended");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "room still served 10 s after it ended"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

@@ -18,9 +18,15 @@ fn long_publish(server: &Server, key: &str) -> tokio::task::JoinHandle<Result<()
             loops: 20,
             ..PublishOptions::default()
         };
-        publish_flv(addr, "live", &key, fixture("h264-high-aac48k-720p30.flv"), &opts)
-            .await
-            .map(|_| ())
+        publish_flv(
+            addr,
+            "live",
+            &key,
+            fixture("h264-high-aac48k-720p30.flv"),
+            &opts,
+        )
+        .await
+        .map(|_| ())
     })
 }
 
@@ -41,7 +47,10 @@ async fn wrong_key_is_refused_with_an_rtmp_error() {
     }
     let logs = server.logs();
     assert!(logs.contains("publish refused"), "{logs}");
-    assert!(!logs.contains("rc_notakey"), "the presented key reached the log");
+    assert!(
+        !logs.contains("rc_notakey"),
+        "the presented key reached the log"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,11 +66,20 @@ async fn second_publisher_takes_over_at_once() {
     let r = tokio::time::timeout(Duration::from_secs(3), first)
         .await
         .expect("first publisher still connected 3 s after the takeover");
-    assert!(r.unwrap().is_err(), "first publisher should have been disconnected");
-    eprintln!("takeover closed the old publisher in {} ms", t0.elapsed().as_millis());
+    assert!(
+        r.unwrap().is_err(),
+        "first publisher should have been disconnected"
+    );
+    eprintln!(
+        "takeover closed the old publisher in {} ms",
+        t0.elapsed().as_millis()
+    );
 
     // The new publish continues the same playlist after a discontinuity.
-    poll_text(&stream, Duration::from_secs(15), |t| t.contains("#EXT-X-DISCONTINUITY")).await;
+    poll_text(&stream, Duration::from_secs(15), |t| {
+        t.contains("#EXT-X-DISCONTINUITY")
+    })
+    .await;
     assert!(!second.is_finished());
     second.abort();
 }
@@ -71,28 +89,50 @@ async fn revoking_a_key_disconnects_its_live_publisher() {
     let server = Server::start();
     let key = server.add_key("studio");
     let publisher = long_publish(&server, &key);
-    poll_text(&server.url("/live/studio/stream.m3u8"), Duration::from_secs(15), |t| {
-        t.contains("#EXTINF")
-    })
+    poll_text(
+        &server.url("/live/studio/stream.m3u8"),
+        Duration::from_secs(15),
+        |t| t.contains("#EXTINF"),
+    )
     .await;
 
     let list = server.cli(&["key", "list", "studio", "--json"]);
     let keys: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
     let id = keys[0]["id"].as_i64().unwrap();
-    assert!(keys[0]["last_used_ms"].as_i64().is_some(), "last_used recorded: {keys}");
+    assert!(
+        keys[0]["last_used_ms"].as_i64().is_some(),
+        "last_used recorded: {keys}"
+    );
 
     let t0 = Instant::now();
     let out = server.cli(&["key", "revoke", &id.to_string()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r = tokio::time::timeout(Duration::from_secs(2), publisher)
         .await
         .expect("publisher still connected 2 s after its key was revoked");
     assert!(r.unwrap().is_err());
-    eprintln!("revoked key's publisher disconnected after {} ms", t0.elapsed().as_millis());
+    eprintln!(
+        "revoked key's publisher disconnected after {} ms",
+        t0.elapsed().as_millis()
+    );
 
     // And the key cannot publish again.
-    let again = publish_flv(server.rtmp, "live", &key, fixture("aac-audio-only-48k.flv"), &PublishOptions::default()).await;
-    assert!(matches!(again, Err(PublishError::Rejected { .. })), "{again:?}");
+    let again = publish_flv(
+        server.rtmp,
+        "live",
+        &key,
+        fixture("aac-audio-only-48k.flv"),
+        &PublishOptions::default(),
+    )
+    .await;
+    assert!(
+        matches!(again, Err(PublishError::Rejected { .. })),
+        "{again:?}"
+    );
 }
 
 #[test]
@@ -121,9 +161,15 @@ fn cli_manages_rooms_and_keys_without_showing_secrets() {
 
     let (ok, list, _) = run(&["key", "list"]);
     assert!(ok);
-    assert!(list.contains("studio OBS") && list.contains("active"), "{list}");
+    assert!(
+        list.contains("studio OBS") && list.contains("active"),
+        "{list}"
+    );
     let (_, json, _) = run(&["key", "list", "show", "--json"]);
-    assert!(!json.contains(&secret) && !list.contains(&secret), "a listing showed the secret");
+    assert!(
+        !json.contains(&secret) && !list.contains(&secret),
+        "a listing showed the secret"
+    );
 
     let (ok, rotated, _) = run(&["key", "rotate", "show"]);
     assert!(ok);

@@ -8,7 +8,9 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{Kind, Server, fixture, get_bytes, parse_init, parse_segment, playlist_uris, poll_text};
+use common::{
+    Kind, Server, fixture, get_bytes, parse_init, parse_segment, playlist_uris, poll_text,
+};
 use roomcast_ingest::publisher::{PublishOptions, publish_flv};
 
 struct Expect {
@@ -110,7 +112,10 @@ async fn publish_and_check(server: &Server, room: &str, key: &str, e: &Expect, i
         e.file
     );
     if let Some(res) = e.resolution {
-        assert!(multivariant.contains(&format!("RESOLUTION={res}")), "{multivariant}");
+        assert!(
+            multivariant.contains(&format!("RESOLUTION={res}")),
+            "{multivariant}"
+        );
     }
 
     let (inits, segs) = playlist_uris(&playlist);
@@ -125,7 +130,11 @@ async fn publish_and_check(server: &Server, room: &str, key: &str, e: &Expect, i
         for (id, s) in parsed {
             let info = &tracks[&id];
             if info.kind == Kind::Video {
-                assert!(s[0].sync, "{}: segment {i} ({uri}) does not start with a keyframe", e.file);
+                assert!(
+                    s[0].sync,
+                    "{}: segment {i} ({uri}) does not start with a keyframe",
+                    e.file
+                );
             }
             let all = samples.entry(id).or_default();
             if let Some(last) = all.last() {
@@ -145,7 +154,11 @@ async fn publish_and_check(server: &Server, room: &str, key: &str, e: &Expect, i
             .filter(|(_, t)| t.kind == k)
             .map(|(id, t)| {
                 let s = samples.get(id).map(Vec::as_slice).unwrap_or_default();
-                (s.len(), s.iter().map(|x| u64::from(x.duration)).sum(), t.timescale)
+                (
+                    s.len(),
+                    s.iter().map(|x| u64::from(x.duration)).sum(),
+                    t.timescale,
+                )
             })
             .next()
             .unwrap_or((0, 0, 1))
@@ -159,14 +172,23 @@ async fn publish_and_check(server: &Server, room: &str, key: &str, e: &Expect, i
         // 6 s of 30 fps is 6.0 s; the last frame's duration is estimated, so allow one frame.
         let secs = vdur as f64 / f64::from(vscale);
         let expect = nv as f64 / frame_rate(e.file);
-        assert!((secs - expect).abs() < 0.05, "{}: video {secs} s, expected {expect}", e.file);
+        assert!(
+            (secs - expect).abs() < 0.05,
+            "{}: video {secs} s, expected {expect}",
+            e.file
+        );
         for s in samples.values().flatten().filter(|s| s.duration == 0) {
             panic!("{}: zero-duration sample {s:?}", e.file);
         }
     }
     if na > 0 {
         // AAC frames are 1024 samples each.
-        assert_eq!(adur, na as u64 * 1024, "{}: audio duration in samples", e.file);
+        assert_eq!(
+            adur,
+            na as u64 * 1024,
+            "{}: audio duration in samples",
+            e.file
+        );
         assert!(ascale == 48_000 || ascale == 44_100);
     }
     // B-frames give composition offsets in the High/Main files.

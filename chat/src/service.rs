@@ -262,6 +262,18 @@ impl ChatInbound {
     }
 
     /// The connection's id.
+    /// Sends this client an `error` frame for something the transport refused itself.
+    pub async fn refuse(&self, refused: Refused) -> Result<(), RoomClosed> {
+        self.cmd
+            .send(RoomCmd::Refuse {
+                conn: self.conn,
+                refused,
+            })
+            .await
+            .map_err(|_| RoomClosed)
+    }
+
+    /// The connection's id in its room.
     pub fn conn_id(&self) -> ConnId {
         self.conn
     }

@@ -67,7 +67,12 @@ impl Server {
         cmd.arg("--data-dir")
             .arg(dir.path())
             .arg("serve")
-            .args(["--rtmp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args([
+                "--rtmp-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
             .args(&opts.args)
             .env_remove("ROOMCAST_DATABASE_URL")
             .stdin(Stdio::null())
@@ -159,7 +164,11 @@ impl Server {
     /// `key add ROOM`, returning the printed secret.
     pub fn add_key(&self, room: &str) -> String {
         let out = self.cli(&["key", "add", room]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         parse_key(&String::from_utf8_lossy(&out.stdout)).expect("key in output")
     }
 
@@ -326,7 +335,11 @@ pub fn parse_segment(seg: &[u8]) -> HashMap<u32, Vec<Sample>> {
                     for (i, e) in trun.samples.iter().enumerate() {
                         let flags = e
                             .flags
-                            .or(if i == 0 { None } else { traf.tfhd.default_sample_flags })
+                            .or(if i == 0 {
+                                None
+                            } else {
+                                traf.tfhd.default_sample_flags
+                            })
                             .or(traf.tfhd.default_sample_flags)
                             .unwrap_or(0);
                         let duration = e

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::protocol::{Frame, Identity};
-use crate::room::{ChatRoom, ConnId, JoinError, Outgoing};
+use crate::room::{ChatRoom, ConnId, JoinError, Outgoing, Refused};
 
 use super::persist::{LoadRequest, PersistBatch, PersistJob, RoomSnapshot};
 use super::{ChatError, CloseReason, Inner, ModerationCommand, StreamState, now_ms};
@@ -61,7 +61,16 @@ pub(crate) enum Ctl {
 /// A client's inputs, through the bounded inbox, in the order the client sent them.
 #[derive(Debug)]
 pub(crate) enum RoomCmd {
-    Frame { conn: ConnId, frame: Bytes },
+    Frame {
+        conn: ConnId,
+        frame: Bytes,
+    },
+    /// The transport refused something itself (e.g. a bad host token); the room sends the
+    /// error so that it carries the room's next frame id.
+    Refuse {
+        conn: ConnId,
+        refused: Refused,
+    },
     Leave(ConnId),
 }
 
@@ -415,6 +424,13 @@ impl RoomTask {
                 metrics::counter!("roomcast_chat_messages_in_total").increment(1);
                 let out = self.room.handle_frame(conn, &frame, now_ms());
                 self.deliver(out);
+            }
+            RoomCmd::Refuse { conn, refused } => {
+                if !self.conns.contains_key(&conn) {
+                    return;
+                }
+                let frame = self.room.error_frame(&refused, now_ms());
+                self.deliver(vec![Outgoing::To(conn, frame)]);
             }
             RoomCmd::Leave(conn) => self.depart(conn, Departure::Left),
         }

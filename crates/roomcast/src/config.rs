@@ -37,6 +37,12 @@ pub struct Config {
     pub hls: HlsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Room chat behaviour: limits, rate limits, gift catalogue.
+    pub chat: roomcast_chat::ChatConfig,
+    /// Chat capacity: queues, rooms, connections, persistence retries.
+    pub chat_limits: roomcast_chat::ServiceLimits,
+    /// Chat transport and housekeeping.
+    pub chat_server: ChatServerConfig,
 }
 
 impl Default for Config {
@@ -50,6 +56,9 @@ impl Default for Config {
             http: HttpConfig::default(),
             hls: HlsConfig::default(),
             log: LogConfig::default(),
+            chat: roomcast_chat::ChatConfig::default(),
+            chat_limits: roomcast_chat::ServiceLimits::default(),
+            chat_server: ChatServerConfig::default(),
         }
     }
 }
@@ -168,6 +177,29 @@ impl Default for LogConfig {
         Self {
             level: "info".into(),
             format: "text".into(),
+        }
+    }
+}
+
+/// `[chat_server]`: the WebSocket side of the chat and its housekeeping.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatServerConfig {
+    /// Days chat messages are kept in the database; older ones are pruned hourly. 0 keeps
+    /// them forever.
+    pub history_retention_days: u32,
+    /// Milliseconds a WebSocket write may take before the client is disconnected.
+    pub write_timeout_ms: u64,
+    /// Milliseconds between checks for moderation commands queued by the CLI.
+    pub moderation_poll_ms: u64,
+}
+
+impl Default for ChatServerConfig {
+    fn default() -> Self {
+        Self {
+            history_retention_days: 30,
+            write_timeout_ms: 10_000,
+            moderation_poll_ms: 1_000,
         }
     }
 }
@@ -319,7 +351,9 @@ pub fn load(
 /// bare string, so `ROOMCAST_RTMP__APP=live` needs no quoting.
 fn parse_scalar(raw: &str) -> toml::Value {
     match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.into())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.into())),
         Err(_) => toml::Value::String(raw.into()),
     }
 }
@@ -364,12 +398,21 @@ mod tests {
         let defaults = toml::Value::try_from(Config::default()).unwrap();
         for (section, v) in defaults.as_table().unwrap() {
             if let Some(t) = v.as_table() {
-                assert!(text.contains(&format!("\n[{section}]\n")), "missing [{section}]");
+                assert!(
+                    text.contains(&format!("\n[{section}]\n")),
+                    "missing [{section}]"
+                );
                 for key in t.keys() {
-                    assert!(text.contains(&format!("\n{key} = ")), "missing {section}.{key}");
+                    assert!(
+                        text.contains(&format!("\n{key} = ")),
+                        "missing {section}.{key}"
+                    );
                 }
             } else {
-                assert!(text.contains(&format!("\n{section} = ")), "missing {section}");
+                assert!(
+                    text.contains(&format!("\n{section} = ")),
+                    "missing {section}"
+                );
             }
         }
     }
@@ -377,7 +420,10 @@ mod tests {
     #[test]
     fn layers_apply_in_order() {
         let env = vec![
-            ("ROOMCAST_HLS__TARGET_DURATION_MS".to_owned(), "4000".to_owned()),
+            (
+                "ROOMCAST_HLS__TARGET_DURATION_MS".to_owned(),
+                "4000".to_owned(),
+            ),
             ("ROOMCAST_RTMP__APP".to_owned(), "show".to_owned()),
             ("ROOMCAST_HLS__PART_TARGET_MS".to_owned(), "300".to_owned()),
             ("UNRELATED".to_owned(), "x".to_owned()),

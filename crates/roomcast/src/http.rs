@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use metrics_exporter_prometheus::PrometheusHandle;
+use roomcast_chat::ChatService;
 use roomcast_packager::{MEDIA_PLAYLIST_NAME, Resource, ResourceKind};
 use roomcast_store::{Store, valid_room_name};
 use serde::Serialize;
@@ -35,6 +36,7 @@ pub struct AppState {
 struct StateInner {
     config: Config,
     store: Store,
+    chat: ChatService,
     rooms: Rooms,
     metrics: PrometheusHandle,
     playlist_cache_control: HeaderValue,
@@ -42,7 +44,13 @@ struct StateInner {
 
 impl AppState {
     /// Bundles what the handlers need.
-    pub fn new(config: Config, store: Store, rooms: Rooms, metrics: PrometheusHandle) -> Self {
+    pub fn new(
+        config: Config,
+        store: Store,
+        chat: ChatService,
+        rooms: Rooms,
+        metrics: PrometheusHandle,
+    ) -> Self {
         let playlist_cache_control = HeaderValue::from_str(&format!(
             "public, max-age={}",
             config.http.playlist_max_age_s
@@ -52,11 +60,29 @@ impl AppState {
             inner: Arc::new(StateInner {
                 config,
                 store,
+                chat,
                 rooms,
                 metrics,
                 playlist_cache_control,
             }),
         }
+    }
+}
+
+impl AppState {
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The database.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The room chat.
+    pub fn chat(&self) -> &ChatService {
+        &self.inner.chat
     }
 }
 
@@ -121,6 +147,7 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/{file}", get(asset))
         .route("/api/rooms", get(api_rooms))
         .route("/api/rooms/{room}", get(api_room))
+        .route("/chat/{room}", get(crate::chat_ws::upgrade))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .merge(live)
@@ -144,7 +171,8 @@ async fn asset(Path(file): Path<String>) -> Result<Response, AppError> {
     web::asset(&file).ok_or(AppError::NotFound("no such asset"))
 }
 
-fn check_room(room: &str) -> Result<(), AppError> {
+/// 400 unless `room` is a valid room name.
+pub fn check_room(room: &str) -> Result<(), AppError> {
     if valid_room_name(room) {
         Ok(())
     } else {
@@ -188,9 +216,9 @@ async fn hls(
         .ok_or(AppError::NotFound("stream has no segment yet"))?;
         return Ok(playlist_response(&st, text));
     }
-    let resource = live
-        .get(&file)
-        .ok_or(AppError::NotFound("no such segment (it may have left the live window)"))?;
+    let resource = live.get(&file).ok_or(AppError::NotFound(
+        "no such segment (it may have left the live window)",
+    ))?;
     Ok(resource_response(resource))
 }
 
@@ -258,13 +286,20 @@ pub struct RoomInfo {
     pub frame_rate: Option<f64>,
     /// Measured average bitrate, bits per second.
     pub bitrate: Option<u64>,
+    /// People watching: chat connections plus HLS players that never opened the chat.
+    pub viewers: usize,
     /// Playlist URL, relative to the server.
     pub hls: String,
     /// Watch page URL, relative to the server.
     pub watch: String,
 }
 
-fn room_info(name: &str, title: Option<String>, snap: Option<RoomSnapshot>) -> RoomInfo {
+fn room_info(
+    name: &str,
+    title: Option<String>,
+    snap: Option<RoomSnapshot>,
+    viewers: usize,
+) -> RoomInfo {
     let since = snap.as_ref().and_then(|s| s.since).map(|t| {
         let ms = t
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -284,6 +319,7 @@ fn room_info(name: &str, title: Option<String>, snap: Option<RoomSnapshot>) -> R
             .map(|(w, h)| format!("{w}x{h}")),
         frame_rate: status.and_then(|s| s.frame_rate),
         bitrate: status.and_then(|s| s.average_bandwidth),
+        viewers,
         hls: format!("/live/{name}/index.m3u8"),
         watch: format!("/watch/{name}"),
     }
@@ -295,7 +331,8 @@ async fn api_rooms(State(st): State<AppState>) -> Result<Response, AppError> {
         .into_iter()
         .map(|r| {
             let snap = st.inner.rooms.get(&r.name).map(|l| l.snapshot());
-            room_info(&r.name, r.title, snap)
+            let viewers = st.inner.chat.viewers(&r.name);
+            room_info(&r.name, r.title, snap, viewers)
         })
         .collect();
     Ok(json_response(&list))
@@ -310,7 +347,8 @@ async fn api_room(
         return Err(AppError::NotFound("no such room"));
     };
     let snap = st.inner.rooms.get(&room).map(|l| l.snapshot());
-    Ok(json_response(&room_info(&r.name, r.title, snap)))
+    let viewers = st.inner.chat.viewers(&r.name);
+    Ok(json_response(&room_info(&r.name, r.title, snap, viewers)))
 }
 
 fn json_response<T: Serialize>(v: &T) -> Response {

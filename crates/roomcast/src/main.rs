@@ -9,7 +9,11 @@ use roomcast::config::{self, Config, Overrides};
 use roomcast_store::{KeyInfo, Store};
 
 #[derive(Debug, Parser)]
-#[command(name = "roomcast", version, about = "Self-hosted live streaming: RTMP in, HLS and chat out")]
+#[command(
+    name = "roomcast",
+    version,
+    about = "Self-hosted live streaming: RTMP in, HLS and chat out"
+)]
 struct Cli {
     #[command(flatten)]
     common: Common,
@@ -43,6 +47,9 @@ enum Command {
     /// Manage rooms.
     #[command(subcommand)]
     Room(RoomCommand),
+    /// Moderate a room's chat (through the running server) and read its history.
+    #[command(subcommand)]
+    Chat(ChatCommand),
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +102,82 @@ enum RoomCommand {
     },
     /// Remove a room and its keys.
     Remove {
+        /// Room name.
+        room: String,
+    },
+    /// Print a new host token for ROOM (replacing the previous one). The host opens
+    /// /watch/ROOM#host=TOKEN to get moderation and lottery controls.
+    Token {
+        /// Room name.
+        room: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ChatCommand {
+    /// Delete a message from everyone's page and from the history.
+    Delete {
+        /// Room name.
+        room: String,
+        /// Message id (see `chat history`).
+        message_id: u64,
+    },
+    /// Ban a user: their messages are refused and their recent ones deleted.
+    Ban {
+        /// Room name.
+        room: String,
+        /// Display name.
+        user: String,
+    },
+    /// Lift a ban.
+    Unban {
+        /// Room name.
+        room: String,
+        /// Display name.
+        user: String,
+    },
+    /// Slow mode: one message per user every SECONDS (0 turns it off).
+    Slow {
+        /// Room name.
+        room: String,
+        /// Seconds between a user's messages.
+        seconds: u32,
+    },
+    /// Lottery: viewers enter by sending the keyword.
+    #[command(subcommand)]
+    Lottery(LotteryCommand),
+    /// Recent chat messages with their ids.
+    History {
+        /// Room name.
+        room: String,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LotteryCommand {
+    /// Open a draw with a keyword.
+    Open {
+        /// Room name.
+        room: String,
+        /// What viewers send to enter.
+        keyword: String,
+        /// Draw automatically after this many seconds.
+        #[arg(long)]
+        duration: Option<u32>,
+    },
+    /// Draw the winner now.
+    Draw {
+        /// Room name.
+        room: String,
+    },
+    /// Cancel the open draw.
+    Cancel {
         /// Room name.
         room: String,
     },
@@ -156,7 +239,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Room(cmd) => {
             let config = load_config(&cli.common, None)?;
             let store = open_store(&config).await?;
-            let r = room_command(&store, cmd).await;
+            let r = room_command(&store, &config, cmd).await;
+            store.close().await;
+            r
+        }
+        Command::Chat(cmd) => {
+            let config = load_config(&cli.common, None)?;
+            let store = open_store(&config).await?;
+            let r = chat_command(&store, cmd).await;
             store.close().await;
             r
         }
@@ -225,7 +315,7 @@ fn print_keys(keys: &[KeyInfo]) {
     }
 }
 
-async fn room_command(store: &Store, cmd: RoomCommand) -> anyhow::Result<()> {
+async fn room_command(store: &Store, config: &Config, cmd: RoomCommand) -> anyhow::Result<()> {
     match cmd {
         RoomCommand::List { json } => {
             let rooms = store.list_rooms().await?;
@@ -260,6 +350,78 @@ async fn room_command(store: &Store, cmd: RoomCommand) -> anyhow::Result<()> {
                 anyhow::bail!("no room named {room:?}");
             }
         }
+        RoomCommand::Token { room } => {
+            let token = store.rotate_host_token(&room).await?;
+            println!(
+                "Host token for room {room:?} (replaces any previous one; shown only once):\n\n  {}\n\n\
+                 Host page: {}/watch/{room}#host={}",
+                token.secret,
+                config.public_base(),
+                token.secret
+            );
+        }
     }
     Ok(())
+}
+
+async fn chat_command(store: &Store, cmd: ChatCommand) -> anyhow::Result<()> {
+    use roomcast_store::ModerationRequest as M;
+    let (room, request) = match cmd {
+        ChatCommand::History { room, limit, json } => {
+            let msgs = store.recent_chat_messages(&room, limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&msgs)?);
+            } else {
+                for m in msgs {
+                    println!(
+                        "{:>20}  {}  {:<16} {}",
+                        m.id,
+                        roomcast::serve::format_ms(m.ts_ms),
+                        m.user,
+                        m.text
+                    );
+                }
+            }
+            return Ok(());
+        }
+        ChatCommand::Delete { room, message_id } => (room, M::Delete { message_id }),
+        ChatCommand::Ban { room, user } => (room, M::Ban { user }),
+        ChatCommand::Unban { room, user } => (room, M::Unban { user }),
+        ChatCommand::Slow { room, seconds } => (room, M::SlowMode { seconds }),
+        ChatCommand::Lottery(LotteryCommand::Open {
+            room,
+            keyword,
+            duration,
+        }) => (
+            room,
+            M::LotteryOpen {
+                keyword,
+                duration_s: duration,
+            },
+        ),
+        ChatCommand::Lottery(LotteryCommand::Draw { room }) => (room, M::LotteryDraw),
+        ChatCommand::Lottery(LotteryCommand::Cancel { room }) => (room, M::LotteryCancel),
+    };
+    if store.room(&room).await?.is_none() {
+        anyhow::bail!("no room named {room:?}");
+    }
+    let id = store.enqueue_moderation(&room, &request).await?;
+    // The running server picks queued commands up within chat_server.moderation_poll_ms.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match store.moderation_status(id).await? {
+            Some(roomcast_store::ModerationStatus::Done) => {
+                println!("done");
+                return Ok(());
+            }
+            Some(roomcast_store::ModerationStatus::Failed(msg)) => anyhow::bail!("{msg}"),
+            _ if std::time::Instant::now() > deadline => {
+                println!(
+                    "queued (command {id}); no running server took it yet — it takes effect when `roomcast serve` runs"
+                );
+                return Ok(());
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
 }

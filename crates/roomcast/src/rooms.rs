@@ -277,7 +277,10 @@ impl Rooms {
             let changed = match received {
                 Received::Event(ev) => s.packager.handle(&ev, now),
                 Received::Lagged(n) => {
-                    warn!(lost = n, "packager fell behind the publisher; resynchronising at the next keyframe");
+                    warn!(
+                        lost = n,
+                        "packager fell behind the publisher; resynchronising at the next keyframe"
+                    );
                     s.packager.resync(now)
                 }
                 Received::Ended => {
@@ -308,11 +311,7 @@ impl Rooms {
                 let s = lock(&room.packager);
                 s.publish_id == 0 && s.ended_publish == ended_publish
             };
-            if still_offline
-                && rooms
-                    .get(&room.name)
-                    .is_some_and(|r| Arc::ptr_eq(r, &room))
-            {
+            if still_offline && rooms.get(&room.name).is_some_and(|r| Arc::ptr_eq(r, &room)) {
                 rooms.remove(&room.name);
                 info!(room = %room.name, ended_publish, "room removed after its offline grace period");
             }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use roomcast_chat::ChatService;
 use roomcast_hub::{Hub, HubConfig, KickReason};
 use roomcast_ingest::{AuthError, Grant, PublishAuth};
 use roomcast_store::{NewKey, Store};
@@ -92,7 +93,9 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     config.http.listen = http_addr;
 
     if store.room_count().await? == 0 {
-        let key = store.add_key("main", Some("created on first start")).await?;
+        let key = store
+            .add_key("main", Some("created on first start"))
+            .await?;
         println!("First start: created room \"main\".");
         print!("{}", key_banner(&config, &key));
     }
@@ -119,7 +122,35 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
-    let state = AppState::new(config.clone(), store.clone(), rooms.clone(), metrics);
+    let chat = ChatService::new(
+        config.chat.clone(),
+        Arc::new(store.clone()),
+        config.chat_limits.clone(),
+    );
+    let chat_events = tokio::spawn(crate::chat_glue::follow_streams(
+        hub.clone(),
+        chat.clone(),
+        shutdown.clone(),
+    ));
+    let moderation = tokio::spawn(crate::chat_glue::run_queued_moderation(
+        store.clone(),
+        chat.clone(),
+        Duration::from_millis(config.chat_server.moderation_poll_ms),
+        shutdown.clone(),
+    ));
+    let pruning = tokio::spawn(crate::chat_glue::prune_history(
+        store.clone(),
+        config.chat_server.history_retention_days,
+        shutdown.clone(),
+    ));
+
+    let state = AppState::new(
+        config.clone(),
+        store.clone(),
+        chat.clone(),
+        rooms.clone(),
+        metrics,
+    );
     let app = http::router(state);
     println!(
         "roomcast is running: RTMP on {rtmp_addr} (publish to {rtmp_url}), HTTP on {http_addr} ({base}/)",
@@ -154,6 +185,11 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         );
     }
     key_checker.abort();
+    chat_events.abort();
+    moderation.abort();
+    pruning.abort();
+    // Close frames to every chat client and the last writes to the database.
+    chat.shutdown().await;
     store.close().await;
     info!("stopped");
     Ok(())
@@ -208,7 +244,11 @@ async fn check_keys(hub: Hub, store: Store, every: Duration, shutdown: Cancellat
                 for id in ids.iter().filter(|id| !active.contains(id)) {
                     let n = hub.kick_credential(*id, KickReason::KeyRevoked);
                     if n > 0 {
-                        info!(key_id = id, publishers = n, "stream key revoked: publisher disconnected");
+                        info!(
+                            key_id = id,
+                            publishers = n,
+                            "stream key revoked: publisher disconnected"
+                        );
                     }
                 }
             }

@@ -64,10 +64,19 @@ pub fn asset(name: &str) -> Option<Response> {
     Some(
         (
             [
-                (header::CONTENT_TYPE, HeaderValue::from_static(a.content_type)),
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(a.content_type),
+                ),
                 // Assets change only with the binary; an hour keeps upgrades visible soon.
-                (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
-                (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+                (
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=3600"),
+                ),
+                (
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ),
             ],
             a.body,
         )
@@ -90,7 +99,11 @@ mod tests {
             .as_str()
             .unwrap();
         let versions = std::fs::read_to_string(root.join("vendor/VERSIONS")).unwrap();
-        assert_eq!(versions.trim(), format!("hls.js {version}"), "run scripts/vendor-web");
+        assert_eq!(
+            versions.trim(),
+            format!("hls.js {version}"),
+            "run scripts/vendor-web"
+        );
         let bundled = ASSETS.iter().find(|a| a.name == "hls.min.js").unwrap();
         let needle = format!("\"{version}\"");
         assert!(
@@ -107,9 +120,15 @@ mod tests {
         for html in [INDEX_HTML, WATCH_HTML] {
             for part in html.split("/assets/").skip(1) {
                 let name = part.split('"').next().unwrap();
-                assert!(asset(name).is_some(), "page references missing asset {name}");
+                assert!(
+                    asset(name).is_some(),
+                    "page references missing asset {name}"
+                );
             }
-            assert!(!html.contains("http://") && !html.contains("https://"), "no CDN");
+            assert!(
+                !html.contains("http://") && !html.contains("https://"),
+                "no CDN"
+            );
         }
     }
 }

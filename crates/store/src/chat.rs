@@ -28,7 +28,8 @@ use crate::{Store, StoreError, check_room_name, next_id};
 pub const CHAT_NAME_MAX_CHARS: usize = 128;
 
 /// What kind of line a chat message is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ChatKind {
     /// A chat line.
     Chat,
@@ -55,7 +56,7 @@ impl ChatKind {
 }
 
 /// A chat or danmaku line as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ChatMessage {
     /// The chat core's frame id: unique and increasing per room, below 2^53.
     pub id: i64,
@@ -491,8 +492,11 @@ impl Store {
 }
 
 /// The id of room `name` inside a write transaction, or [`StoreError::RoomNotFound`].
-async fn room_id(tx: &mut Transaction<'static, Any>, name: &str) -> Result<i64, StoreError> {
-    const OP: &str = "finding the chat's room";
+pub(crate) async fn room_id(
+    tx: &mut Transaction<'static, Any>,
+    name: &str,
+) -> Result<i64, StoreError> {
+    const OP: &str = "finding the room";
     let row = sqlx::query("SELECT id FROM rooms WHERE name = $1")
         .bind(name)
         .fetch_optional(&mut **tx)
@@ -504,7 +508,7 @@ async fn room_id(tx: &mut Transaction<'static, Any>, name: &str) -> Result<i64, 
     }
 }
 
-fn check_name(name: &str, what: &'static str) -> Result<(), StoreError> {
+pub(crate) fn check_name(name: &str, what: &'static str) -> Result<(), StoreError> {
     if name.trim().is_empty() {
         return Err(StoreError::InvalidText {
             what,

@@ -2,7 +2,7 @@
 
 /// What went wrong in the store. Messages are written for an operator: they name the database
 /// (with any password replaced by `***`) and what was being done, and they never contain a
-/// stream key or its hash.
+/// stream key, a host token or their hashes.
 ///
 /// The underlying cause is part of the message (`cause` fields), so it is not repeated through
 /// [`std::error::Error::source`]; match on the variant to get at it.
@@ -70,15 +70,23 @@ pub enum StoreError {
         /// The driver's error.
         cause: sqlx::Error,
     },
-    /// Every freshly drawn key id was already taken: the random number generator is broken.
+    /// Every freshly drawn public lookup id of a stream key or host token was already taken:
+    /// the random number generator is broken.
     #[error(
-        "could not draw an unused stream key id in {attempts} attempts; the system's random number generator looks broken"
+        "could not draw an unused stream key or host token id in {attempts} attempts; the system's random number generator looks broken"
     )]
     KeyIdExhausted {
         /// How many ids were drawn.
         attempts: usize,
     },
-    /// The operating system's random number generator failed (no key was created).
+    /// A moderation command could not be encoded as JSON (a bug: every
+    /// [`ModerationRequest`](crate::ModerationRequest) encodes).
+    #[error("cannot encode a moderation command: {cause}")]
+    Encode {
+        /// serde_json's error.
+        cause: serde_json::Error,
+    },
+    /// The operating system's random number generator failed (no key or token was created).
     #[error("cannot read random bytes from the operating system: {cause}")]
     Random {
         /// The OS error.

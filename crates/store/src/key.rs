@@ -1,6 +1,15 @@
-//! Stream-key format, generation and hashing. Pure functions, no database.
+//! Secret-token format, generation and hashing: stream keys and room host tokens. Pure
+//! functions, no database.
 //!
-//! A key reads `rc_<lookup>_<secret>`, for example
+//! Both kinds of token share one design and one implementation ([`Format`]); only the prefix
+//! differs, so a stream key is never accepted as a host token or the other way round, and a
+//! secret scanner can tell them apart:
+//!
+//! * stream key: `rc_<lookup>_<secret>` ([`STREAM_KEY`]), stored in `stream_keys`;
+//! * room host token: `rh_<lookup>_<secret>` ([`HOST_TOKEN`]), stored in `room_host_tokens`;
+//!   it lets the room's host moderate from the watch page and never allows publishing.
+//!
+//! A stream key reads, for example
 //! `rc_k3mz7qpa_4fhq2x7wnb5c6dyt3jz2kvr7e5m4a6sd` (44 characters, all of `[a-z2-7_]`, so it
 //! survives URLs, OBS, shells and copy-paste without escaping):
 //!
@@ -23,55 +32,84 @@ use subtle::ConstantTimeEq;
 /// (no modulo bias), and none needs escaping anywhere.
 const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
-/// Fixed prefix, so a key is recognisable (and greppable by secret scanners).
-pub(crate) const PREFIX: &str = "rc_";
 /// Length of the public lookup id in characters (5 random bytes).
 pub(crate) const LOOKUP_LEN: usize = 8;
 /// Length of the secret in characters (20 random bytes = 160 bits).
 pub(crate) const SECRET_LEN: usize = 32;
-/// Total length of a well-formed key.
-pub(crate) const KEY_LEN: usize = PREFIX.len() + LOOKUP_LEN + 1 + SECRET_LEN;
 
-/// A freshly generated key: the full key (shown once), its lookup id and the hash to store.
+/// One kind of token: `<prefix><lookup>_<secret>`. The prefix is three ASCII characters ending
+/// in `_`, so every kind has the same length ([`KEY_LEN`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Format {
+    /// Fixed prefix, so a token is recognisable (and greppable by secret scanners).
+    pub(crate) prefix: &'static str,
+}
+
+/// Stream keys: `rc_<lookup>_<secret>`.
+pub(crate) const STREAM_KEY: Format = Format { prefix: "rc_" };
+/// Room host tokens: `rh_<lookup>_<secret>`.
+pub(crate) const HOST_TOKEN: Format = Format { prefix: "rh_" };
+
+/// Length of every prefix.
+const PREFIX_LEN: usize = 3;
+/// Total length of a well-formed token of any kind.
+pub(crate) const KEY_LEN: usize = PREFIX_LEN + LOOKUP_LEN + 1 + SECRET_LEN;
+
+/// A freshly generated token: the full token (shown once), its lookup id and the hash to store.
 pub(crate) struct Generated {
     pub(crate) key: String,
     pub(crate) lookup: String,
     pub(crate) secret_hash: String,
 }
 
-/// Generates a key from the operating system's CSPRNG.
+impl Format {
+    /// Generates a token of this kind from the operating system's CSPRNG.
+    pub(crate) fn generate(self) -> Result<Generated, rand::rand_core::OsError> {
+        debug_assert_eq!(self.prefix.len(), PREFIX_LEN);
+        let mut lookup_bytes = [0u8; LOOKUP_LEN * 5 / 8];
+        let mut secret_bytes = [0u8; SECRET_LEN * 5 / 8];
+        OsRng.try_fill_bytes(&mut lookup_bytes)?;
+        OsRng.try_fill_bytes(&mut secret_bytes)?;
+        let lookup = base32(&lookup_bytes);
+        let secret = base32(&secret_bytes);
+        let secret_hash = hash_secret(&secret);
+        let key = format!("{}{lookup}_{secret}", self.prefix);
+        Ok(Generated {
+            key,
+            lookup,
+            secret_hash,
+        })
+    }
+
+    /// Splits a presented token into `(lookup, secret)`, or `None` if it is not exactly of this
+    /// kind's form. Checks length first, so arbitrary input costs almost nothing.
+    pub(crate) fn parse(self, presented: &str) -> Option<(&str, &str)> {
+        if presented.len() != KEY_LEN {
+            return None;
+        }
+        let rest = presented.strip_prefix(self.prefix)?;
+        let (lookup, rest) = rest.split_at_checked(LOOKUP_LEN)?;
+        let secret = rest.strip_prefix('_')?;
+        if secret.len() != SECRET_LEN || !is_base32(lookup) || !is_base32(secret) {
+            return None;
+        }
+        Some((lookup, secret))
+    }
+}
+
+/// Generates a stream key ([`STREAM_KEY`]); the store itself goes through `draw_token`.
+#[cfg(test)]
 pub(crate) fn generate() -> Result<Generated, rand::rand_core::OsError> {
-    let mut lookup_bytes = [0u8; LOOKUP_LEN * 5 / 8];
-    let mut secret_bytes = [0u8; SECRET_LEN * 5 / 8];
-    OsRng.try_fill_bytes(&mut lookup_bytes)?;
-    OsRng.try_fill_bytes(&mut secret_bytes)?;
-    let lookup = base32(&lookup_bytes);
-    let secret = base32(&secret_bytes);
-    let secret_hash = hash_secret(&secret);
-    let key = format!("{PREFIX}{lookup}_{secret}");
-    Ok(Generated {
-        key,
-        lookup,
-        secret_hash,
-    })
+    STREAM_KEY.generate()
 }
 
-/// Splits a presented key into `(lookup, secret)`, or `None` if it is not exactly of our form.
-/// Checks length first, so arbitrary input costs almost nothing.
+/// Parses a presented stream key ([`STREAM_KEY`]).
 pub(crate) fn parse(presented: &str) -> Option<(&str, &str)> {
-    if presented.len() != KEY_LEN {
-        return None;
-    }
-    let rest = presented.strip_prefix(PREFIX)?;
-    let (lookup, rest) = rest.split_at_checked(LOOKUP_LEN)?;
-    let secret = rest.strip_prefix('_')?;
-    if secret.len() != SECRET_LEN || !is_base32(lookup) || !is_base32(secret) {
-        return None;
-    }
-    Some((lookup, secret))
+    STREAM_KEY.parse(presented)
 }
 
-/// Lowercase hex SHA-256 of the secret part, as stored in `stream_keys.secret_hash`.
+/// Lowercase hex SHA-256 of the secret part, as stored in `stream_keys.secret_hash` and
+/// `room_host_tokens.secret_hash`.
 pub(crate) fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
@@ -178,6 +216,26 @@ mod tests {
         for case in &cases {
             assert!(parse(case).is_none(), "{case:?} parsed");
         }
+    }
+
+    #[test]
+    fn host_tokens_share_the_shape_but_not_the_prefix() {
+        let h = HOST_TOKEN.generate().unwrap();
+        assert_eq!(h.key.len(), KEY_LEN);
+        assert!(h.key.starts_with("rh_"));
+        let (lookup, secret) = HOST_TOKEN.parse(&h.key).expect("own token parses");
+        assert_eq!(lookup, h.lookup);
+        assert!(verify(secret, &h.secret_hash));
+        // Neither kind passes for the other.
+        assert!(parse(&h.key).is_none());
+        assert!(STREAM_KEY.parse(&h.key).is_none());
+        let k = generate().unwrap();
+        assert!(HOST_TOKEN.parse(&k.key).is_none());
+        for format in [STREAM_KEY, HOST_TOKEN] {
+            assert_eq!(format.prefix.len(), PREFIX_LEN);
+            assert!(format.prefix.ends_with('_') && format.prefix.is_ascii());
+        }
+        assert_ne!(STREAM_KEY.prefix, HOST_TOKEN.prefix);
     }
 
     #[test]

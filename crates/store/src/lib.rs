@@ -12,8 +12,20 @@
 //! and checks a presented key in constant time in [`Store::authorize_key`]. No other value this
 //! crate returns, logs or prints (including `Debug` and error messages) contains a key.
 //!
+//! Each room may have one host token (`rh_<lookup>_<secret>`, same design and code as stream
+//! keys, distinct prefix): [`Store::rotate_host_token`] issues it once, only its hash is kept,
+//! and [`Store::verify_host_token`] checks it in constant time. It proves that a watch-page user
+//! is the room's host (moderation, lottery); it never allows publishing, and a stream key never
+//! passes for it.
+//!
 //! Chat persistence is in [`Store::write_chat`] and the methods next to it; see the `chat`
 //! module's types ([`ChatMessage`], [`ChatWrite`], ...).
+//!
+//! Moderation from another process (the CLI) goes through a queue in the database:
+//! [`Store::enqueue_moderation`] adds a [`ModerationRequest`], the server claims pending ones
+//! with [`Store::take_moderation`] (each exactly once, even with several servers), reports with
+//! [`Store::finish_moderation`], and the CLI reads the outcome with
+//! [`Store::moderation_status`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), roomcast_store::StoreError> {
@@ -28,8 +40,10 @@
 mod chat;
 mod dburl;
 mod error;
+mod host;
 mod key;
 mod migrate;
+mod moderation;
 #[cfg(test)]
 mod tests;
 
@@ -38,6 +52,10 @@ pub use chat::{
     LotteryOutcome, LotteryRecord, LotteryResult, ban_key,
 };
 pub use error::StoreError;
+pub use host::NewHostToken;
+pub use moderation::{
+    MODERATION_ERROR_MAX_CHARS, ModerationRequest, ModerationStatus, QueuedModeration,
+};
 
 use std::fmt;
 use std::sync::Arc;
@@ -62,6 +80,8 @@ const ROOM_TABLES: &[&str] = &[
     "chat_bans",
     "chat_gifts",
     "chat_lotteries",
+    "room_host_tokens",
+    "moderation_queue",
 ];
 
 /// How many ids go into one `IN (...)` list (well below SQLite's and PostgreSQL's parameter
@@ -69,7 +89,7 @@ const ROOM_TABLES: &[&str] = &[
 const IN_LIST_CHUNK: usize = 500;
 /// How long [`Store::connect`] waits for the first connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How many times a key is redrawn when its public lookup id is already taken (40 random bits:
+/// How many times a key or host token is redrawn when its public lookup id is already taken (40 random bits:
 /// a redraw is needed about once per trillion keys; more than a few means a broken RNG).
 const LOOKUP_ATTEMPTS: usize = 8;
 
@@ -334,8 +354,9 @@ impl Store {
         Ok(rooms)
     }
 
-    /// Deletes room `name` with all its keys (revoked or not) and its chat: messages, bans, gift
-    /// events and lottery results. Returns whether it existed.
+    /// Deletes room `name` with all its keys (revoked or not), its host token, its queued
+    /// moderation commands and its chat: messages, bans, gift events and lottery results.
+    /// Returns whether it existed.
     /// A publisher live on one of its keys is disconnected at the next
     /// [`Store::active_key_ids`] poll.
     pub async fn remove_room(&self, name: &str) -> Result<bool, StoreError> {
@@ -641,6 +662,35 @@ async fn ensure_room(
     room_from_row(&row)
 }
 
+/// Generates a token of `format` whose public lookup id is not used yet in `table` (a
+/// constant table name with a `lookup` column), inside a write transaction.
+pub(crate) async fn draw_token(
+    tx: &mut Transaction<'static, Any>,
+    format: key::Format,
+    table: &'static str,
+    op: &'static str,
+) -> Result<key::Generated, StoreError> {
+    for _ in 0..LOOKUP_ATTEMPTS {
+        let g = format
+            .generate()
+            .map_err(|cause| StoreError::Random { cause })?;
+        // Only the constant table name is formatted in; the lookup id is bound.
+        let taken = sqlx::query(AssertSqlSafe(format!(
+            "SELECT lookup FROM {table} WHERE lookup = $1"
+        )))
+        .bind(&g.lookup)
+        .fetch_optional(&mut **tx)
+        .await
+        .op(op)?;
+        if taken.is_none() {
+            return Ok(g);
+        }
+    }
+    Err(StoreError::KeyIdExhausted {
+        attempts: LOOKUP_ATTEMPTS,
+    })
+}
+
 /// Generates a key and inserts its row; returns (key id, full key).
 async fn insert_new_key(
     tx: &mut Transaction<'static, Any>,
@@ -649,24 +699,7 @@ async fn insert_new_key(
     now: i64,
     op: &'static str,
 ) -> Result<(i64, String), StoreError> {
-    let mut generated = None;
-    for _ in 0..LOOKUP_ATTEMPTS {
-        let g = key::generate().map_err(|cause| StoreError::Random { cause })?;
-        let taken = sqlx::query("SELECT id FROM stream_keys WHERE lookup = $1")
-            .bind(&g.lookup)
-            .fetch_optional(&mut **tx)
-            .await
-            .op(op)?;
-        if taken.is_none() {
-            generated = Some(g);
-            break;
-        }
-    }
-    let Some(generated) = generated else {
-        return Err(StoreError::KeyIdExhausted {
-            attempts: LOOKUP_ATTEMPTS,
-        });
-    };
+    let generated = draw_token(tx, key::STREAM_KEY, "stream_keys", op).await?;
     let id = next_id(tx, "stream_keys").await.op(op)?;
     sqlx::query(
         "INSERT INTO stream_keys (id, room_id, lookup, secret_hash, label, created_ms) \

@@ -44,6 +44,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "chat history, bans, gifts and lottery results",
         include_str!("../migrations/0002_chat.sql"),
     ),
+    (
+        3,
+        "room host tokens and the moderation queue",
+        include_str!("../migrations/0003_host_tokens_and_moderation.sql"),
+    ),
 ];
 
 /// The migrator for [`MIGRATIONS`], with sqlx's defaults (`_sqlx_migrations` table, locking,

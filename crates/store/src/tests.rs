@@ -190,6 +190,8 @@ on_every_backend!(
 
 /// Chat persistence behaviours (messages, bans, gifts, lotteries), on every backend too.
 mod chat;
+/// Host tokens and the moderation queue, on every backend too.
+mod moderation;
 
 fn secret_part(key: &str) -> &str {
     &key[key.len() - key::SECRET_LEN..]
@@ -221,7 +223,13 @@ async fn migrations_are_idempotent(db: &TestDb) {
         .collect::<Vec<_>>();
     assert_eq!(
         sequences,
-        ["chat_gifts", "chat_lotteries", "rooms", "stream_keys"]
+        [
+            "chat_gifts",
+            "chat_lotteries",
+            "moderation_queue",
+            "rooms",
+            "stream_keys"
+        ]
     );
 }
 

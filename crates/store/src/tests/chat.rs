@@ -481,6 +481,10 @@ async fn remove_room_deletes_its_chat(db: &TestDb) {
         )
         .await
         .unwrap();
+        s.rotate_host_token(room).await.unwrap();
+        s.enqueue_moderation(room, &ModerationRequest::LotteryDraw)
+            .await
+            .unwrap();
     }
     assert!(s.remove_room("gone").await.unwrap());
     for table in ROOM_TABLES {

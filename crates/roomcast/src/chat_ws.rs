@@ -1,0 +1,188 @@
+//! `/chat/ROOM`: the WebSocket transport of the room chat. The chat itself (rooms, limits,
+//! moderation, fan-out, persistence) is `roomcast-chat`; this file only moves frames between a
+//! socket and a [`ChatConnection`].
+//!
+//! The host proves itself with a frame `{"type":"auth","token":"rh_..."}` after the welcome
+//! (the watch page reads the token from its URL fragment, which no server or CDN log sees); a
+//! valid token re-joins the connection as host, which answers with a fresh `welcome`.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use roomcast_chat::{ChatConnection, ChatError, CloseReason};
+use serde::Deserialize;
+use tracing::{debug, warn};
+
+use crate::http::{AppError, AppState, check_room};
+
+/// The one frame the transport reads itself.
+#[derive(Deserialize)]
+struct AuthFrame {
+    #[serde(rename = "type")]
+    kind: String,
+    token: String,
+}
+
+/// Frames whose JSON is larger than the chat's limit still reach the chat (which answers
+/// `too_long`) up to this many times the limit; beyond it the socket is closed.
+const FRAME_SLACK: usize = 4;
+
+/// `GET /chat/ROOM` with a WebSocket upgrade.
+pub async fn upgrade(
+    State(st): State<AppState>,
+    Path(room): Path<String>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    check_room(&room)?;
+    // Chat belongs to rooms that exist; otherwise messages could not be kept.
+    if st.store().room(&room).await?.is_none() {
+        return Err(AppError::NotFound("no such room"));
+    }
+    let max = st
+        .chat()
+        .config()
+        .max_frame_bytes
+        .saturating_mul(FRAME_SLACK);
+    Ok(ws
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| serve(st, room, socket)))
+}
+
+fn close_for(e: &ChatError) -> (u16, &'static str) {
+    match e {
+        ChatError::TooManyRooms { .. } | ChatError::RoomFull { .. } => {
+            (1013, "chat is full, try again later")
+        }
+        ChatError::ShuttingDown => (1001, "server shutting down"),
+        _ => (1011, "chat unavailable"),
+    }
+}
+
+async fn close(mut socket: WebSocket, code: u16, reason: &'static str) {
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        })))
+        .await;
+}
+
+async fn serve(st: AppState, room: String, socket: WebSocket) {
+    let mut conn = match st.chat().connect(&room, false, None).await {
+        Ok(c) => c,
+        Err(e) => {
+            debug!(room, error = %e, "chat connection refused");
+            let (code, reason) = close_for(&e);
+            close(socket, code, reason).await;
+            return;
+        }
+    };
+    let write_timeout = Duration::from_millis(st.config().chat_server.write_timeout_ms);
+    let (mut sink, mut stream) = socket.split();
+    let close_reason: Option<CloseReason> = loop {
+        tokio::select! {
+            biased;
+            reason = &mut conn.closed => break Some(reason),
+            frame = conn.outgoing.recv() => {
+                let Some(frame) = frame else { break Some(CloseReason::INTERNAL) };
+                let Ok(text) = Utf8Bytes::try_from(frame.into_bytes()) else {
+                    warn!(room, "chat produced a frame that is not UTF-8; dropped");
+                    continue;
+                };
+                match tokio::time::timeout(write_timeout, sink.send(Message::Text(text))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break None,
+                    Err(_) => {
+                        metrics::counter!("roomcast_chat_write_timeouts_total").increment(1);
+                        break None;
+                    }
+                }
+            }
+            msg = stream.next() => {
+                let payload: Bytes = match msg {
+                    Some(Ok(Message::Text(t))) => Bytes::from(t),
+                    Some(Ok(Message::Binary(b))) => b,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_))) | None => break None,
+                    Some(Err(e)) => {
+                        // Oversize frames and protocol violations end here.
+                        debug!(room, error = %e, "chat socket error");
+                        break Some(CloseReason { code: 1009, reason: "frame too large or malformed" });
+                    }
+                };
+                if let Some(token) = auth_token(&payload) {
+                    match authenticate(&st, &room, &token, &mut conn).await {
+                        Ok(_) => {}
+                        Err(e) => {
+                            let (code, reason) = close_for(&e);
+                            break Some(CloseReason { code, reason });
+                        }
+                    }
+                    continue;
+                }
+                if conn.inbound.send(payload).await.is_err() {
+                    break Some(CloseReason::INTERNAL);
+                }
+            }
+        }
+    };
+    if let Some(reason) = close_reason {
+        let _ = tokio::time::timeout(
+            write_timeout,
+            sink.send(Message::Close(Some(CloseFrame {
+                code: reason.code,
+                reason: Utf8Bytes::from_static(reason.reason),
+            }))),
+        )
+        .await;
+    }
+    // Dropping `conn` leaves the room.
+}
+
+/// The token of an `auth` frame, if this is one. Cheap for ordinary frames: only frames that
+/// mention "auth" are parsed here.
+fn auth_token(payload: &[u8]) -> Option<String> {
+    if !payload.windows(6).any(|w| w == b"\"auth\"") {
+        return None;
+    }
+    let f: AuthFrame = serde_json::from_slice(payload).ok()?;
+    (f.kind == "auth").then_some(f.token)
+}
+
+/// Re-joins as host when `token` is the room's host token; tells the client otherwise.
+async fn authenticate(
+    st: &AppState,
+    room: &str,
+    token: &str,
+    conn: &mut ChatConnection,
+) -> Result<bool, ChatError> {
+    let valid = match st.store().verify_host_token(room, token).await {
+        Ok(v) => v,
+        Err(e) => {
+            warn!(room, error = %e, "cannot check a host token");
+            false
+        }
+    };
+    if !valid {
+        metrics::counter!("roomcast_chat_host_auth_failed_total").increment(1);
+        let _ = conn
+            .inbound
+            .refuse(roomcast_chat::Refused {
+                code: roomcast_chat::ErrorCode::Forbidden,
+                message: "invalid host token".into(),
+                retry_after_ms: None,
+            })
+            .await;
+        return Ok(false);
+    }
+    let name = Some(conn.identity.name.clone());
+    let host = st.chat().connect(room, true, name).await?;
+    // The guest connection leaves when it is replaced.
+    *conn = host;
+    Ok(true)
+}

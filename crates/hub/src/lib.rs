@@ -188,7 +188,12 @@ impl Hub {
         if let Some(old) = rooms.insert(room.to_owned(), slot) {
             *lock(&old.reason) = Some(KickReason::TakenOver);
             old.kick.cancel();
-            tracing::info!(room, old = old.publish_id, new = publish_id, "publish taken over");
+            tracing::info!(
+                room,
+                old = old.publish_id,
+                new = publish_id,
+                "publish taken over"
+            );
         }
         self.notify(|| RoomEvent::Live {
             room: room.to_owned(),
@@ -235,9 +240,11 @@ impl Hub {
 
     /// Subscribes to the current publish of `room`, from now on.
     pub fn subscribe(&self, room: &str) -> Option<MediaSubscription> {
-        lock(&self.inner.rooms).get(room).map(|s| MediaSubscription {
-            rx: s.tx.subscribe(),
-        })
+        lock(&self.inner.rooms)
+            .get(room)
+            .map(|s| MediaSubscription {
+                rx: s.tx.subscribe(),
+            })
     }
 
     /// Kicks every publisher that authenticated with `credential`; returns how many.
@@ -353,7 +360,10 @@ mod tests {
         let mut rooms = hub.watch_rooms();
         let p = hub.publish("main", 7);
         p.send(frame(0));
-        let Some(RoomEvent::Live { room, mut media, .. }) = rooms.recv().await else {
+        let Some(RoomEvent::Live {
+            room, mut media, ..
+        }) = rooms.recv().await
+        else {
             panic!("expected live");
         };
         assert_eq!(room, "main");
@@ -361,7 +371,10 @@ mod tests {
         assert!(hub.is_live("main"));
         drop(p);
         assert!(matches!(media.recv().await, Received::Ended));
-        assert!(matches!(rooms.recv().await, Some(RoomEvent::Offline { .. })));
+        assert!(matches!(
+            rooms.recv().await,
+            Some(RoomEvent::Offline { .. })
+        ));
         assert!(!hub.is_live("main"));
     }
 

@@ -1,1 +1,254 @@
-//! roomcast packager.
+//! roomcast packager: media events in; fMP4 init segment, parts, segments and HLS playlists out.
+//!
+//! Sans-IO: no tokio, no files, no clock reads. Wall-clock time is passed in (`now`) and only
+//! used for `EXT-X-PROGRAM-DATE-TIME`; everything else follows the media timestamps, so tests run
+//! a six-second fixture in microseconds and produce byte-identical output every time.
+//!
+//! ```text
+//! MediaEvent ─▶ start gate ─▶ per-track timing ─▶ hold one frame ─▶ parts (moof+mdat) ─▶ segments
+//!               (configs,      (repair, 90 kHz /    (its duration is   (≤ part_target)    (cut at the first
+//!                keyframe)      sample-rate clock)   the next's dts)                       keyframe ≥ target)
+//! ```
+//!
+//! # Segments and parts
+//! A segment starts at a video keyframe (audio-only: at an audio frame) and is cut at the first
+//! keyframe at or after [`PackagerConfig::target_duration`] (10 ms of slack absorbs RTMP's
+//! millisecond rounding). Each segment is the concatenation of its parts; a part is one
+//! `moof`+`mdat` (a CMAF chunk) of at most [`PackagerConfig::part_target`], and its duration and
+//! whether it starts with a keyframe are kept for LL-HLS ([`Packager::segment_info`]). The video
+//! track (else audio) decides cuts and durations; the other track's samples go to the part whose
+//! time range they start in, waiting at most 1 s of media for a lagging track.
+//!
+//! # Timing
+//! * Both tracks share one output timeline (video at 90 kHz, audio at its sample rate), anchored
+//!   at the publish's first kept frame, continuous across segments, discontinuities and
+//!   republishes: a new publish continues where the previous one ended (both tracks start at
+//!   the later of the two ends, so A/V sync holds and nothing overlaps).
+//! * Each frame is held until the next one of its track arrives: its duration is the dts
+//!   difference. At the end of a publish, the last one repeats the previous duration.
+//! * Audio durations are `samples_per_frame`: RTMP's millisecond timestamps jitter (21.33 ms
+//!   frames arrive as 21 and 22 ms) and uneven durations become clicks and drift in players. The
+//!   sample count is re-anchored to the timestamps only when they disagree by more than a frame:
+//!   forward (a gap upstream) the previous sample stretches over it; backward (the timestamps run
+//!   slow) one frame is dropped, since moving back would overlap.
+//! * A decode timestamp that goes backwards or jumps more than 10 s is replaced by previous +
+//!   typical duration (`warn!`), and later frames keep their real spacing from it. Jumps are
+//!   judged against a clock shared by both tracks: a long gap in one track that the other
+//!   track's timestamps confirm is real and kept; the first frame of a track after a restart
+//!   that lies more than 10 s from the shared clock is re-anchored to it.
+//! * A gap so long that one sample could not fit in a segment (over the configured target +
+//!   0.5 s) becomes a discontinuity: what came before is written, the stream restarts at the
+//!   next keyframe after it.
+//!
+//! # Target duration
+//! `EXT-X-TARGETDURATION` never changes during a playlist's (packager's) life. It is fixed when
+//! the first segment completes, at max(configured target, that segment's duration rounded up);
+//! the first segment is cut without a keyframe if it would exceed 10 s. A later segment that
+//! would round above it (an encoder whose keyframe interval grew, a republish with a longer
+//! GOP) is cut early, without a keyframe: every EXTINF still rounds to at most the target, and
+//! while such a segment is listed the playlists drop `EXT-X-INDEPENDENT-SEGMENTS`.
+//!
+//! # Discontinuities
+//! [`Packager::begin_publish`] after a previous publish, a changed codec config (or a track
+//! appearing late), [`Packager::resync`] and an over-long input gap each give
+//! `EXT-X-DISCONTINUITY` on the next segment; a new publish or new codecs also give a new init
+//! segment (and `EXT-X-MAP`), a resync or gap with the same codecs keeps the current one.
+//!
+//! # Names
+//! Unique and cache-friendly: `{prefix}-init-{gen}.mp4`, `{prefix}-{msn}.m4s`,
+//! `{prefix}-{msn}.{part}.m4s`. Nothing is ever renamed or reused, so media can be cached
+//! forever.
+//!
+//! The packager never panics on input: broken timestamps are repaired with a `warn!`, frames
+//! without a usable config are dropped with a `warn!` (once per publish, not per frame).
+
+mod fmp4;
+mod naming;
+mod packager;
+mod playlist;
+mod time;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use packager::Packager;
+
+/// Packager settings. Every value is clamped to something that works (see the fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackagerConfig {
+    /// A segment is cut at the first video keyframe at or after this duration. Default 2 s:
+    /// short enough for quick starts and a small live window, long enough that segment requests
+    /// stay cheap. Clamped to 1–30 s.
+    pub target_duration: Duration,
+    /// Parts (LL-HLS partial segments, one `moof`+`mdat` each) are at most this long. Default
+    /// 500 ms for now; the LL-HLS work tunes it. Clamped to 100 ms – `target_duration`.
+    pub part_target: Duration,
+    /// Segments listed in the live playlist. Default 6; values below 6 are raised to 6 (players
+    /// need three target durations of back buffer plus room to join; the LL-HLS spec asks for
+    /// delta updates to skip only beyond 6 target durations).
+    pub window_segments: usize,
+    /// Segments kept in memory beyond the window, so a slow client or CDN that read an older
+    /// playlist can still fetch what it lists. Default 4.
+    pub retain_segments: usize,
+    /// Prefix of every resource name, unique per packager instance (the server passes e.g.
+    /// base36 of its boot time) so a CDN never mixes resources of two runs that both count
+    /// from sequence 0. Restricted to `[A-Za-z0-9_-]`, at most 64 characters.
+    pub name_prefix: String,
+}
+
+impl Default for PackagerConfig {
+    fn default() -> Self {
+        Self {
+            target_duration: Duration::from_secs(2),
+            part_target: Duration::from_millis(500),
+            window_segments: 6,
+            retain_segments: 4,
+            name_prefix: naming::default_prefix(),
+        }
+    }
+}
+
+impl PackagerConfig {
+    /// The config with every value clamped into its documented range.
+    pub fn sanitized(&self) -> Self {
+        let target_duration = self
+            .target_duration
+            .clamp(Duration::from_secs(1), Duration::from_secs(30));
+        let part_target = self
+            .part_target
+            .clamp(Duration::from_millis(100), target_duration);
+        Self {
+            target_duration,
+            part_target,
+            window_segments: self.window_segments.clamp(MIN_WINDOW_SEGMENTS, 10_000),
+            retain_segments: self.retain_segments.min(10_000),
+            name_prefix: naming::sanitize_prefix(&self.name_prefix),
+        }
+    }
+}
+
+/// The smallest live window the packager will list.
+pub const MIN_WINDOW_SEGMENTS: usize = 6;
+
+/// Name of the media playlist, as referenced by the multivariant playlist.
+pub const MEDIA_PLAYLIST_NAME: &str = "stream.m3u8";
+
+/// What a [`Resource`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourceKind {
+    /// An init segment (`ftyp`+`moov`).
+    Init,
+    /// A complete media segment (all its parts).
+    Segment,
+    /// One part (LL-HLS partial segment): a single `moof`+`mdat`.
+    Part,
+}
+
+/// A fetchable resource: its bytes as shared chunks. A segment is its parts' chunks in order,
+/// so serving it copies nothing; write the chunks out one after the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    /// What this is.
+    pub kind: ResourceKind,
+    /// The bytes, in order.
+    pub chunks: Vec<Bytes>,
+}
+
+impl Resource {
+    /// Total length in bytes.
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(Bytes::len).sum()
+    }
+
+    /// True when there are no bytes (never the case for what the packager returns).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes as one buffer: free for a single chunk, a copy otherwise (tests, tools).
+    pub fn to_bytes(&self) -> Bytes {
+        match self.chunks.as_slice() {
+            [one] => one.clone(),
+            chunks => {
+                let mut out = Vec::with_capacity(self.len());
+                for c in chunks {
+                    out.extend_from_slice(c);
+                }
+                Bytes::from(out)
+            }
+        }
+    }
+
+    /// The HTTP content type: `video/mp4` for all three kinds, which every HLS player accepts.
+    pub fn content_type(&self) -> &'static str {
+        "video/mp4"
+    }
+}
+
+/// A snapshot of the stream for status pages, the API and metrics.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StreamStatus {
+    /// RFC 6381 codecs of the current init segment, e.g. `avc1.64001f,mp4a.40.2`.
+    pub codecs: Option<String>,
+    /// Video width in pixels.
+    pub width: Option<u32>,
+    /// Video height in pixels.
+    pub height: Option<u32>,
+    /// Video frame rate: from the SPS, else the publisher's metadata, else measured.
+    pub frame_rate: Option<f64>,
+    /// Peak segment bit rate over the listed segments, bit/s.
+    pub bandwidth: Option<u64>,
+    /// Mean bit rate over the listed segments, bit/s.
+    pub average_bandwidth: Option<u64>,
+    /// A publish is in progress.
+    pub live: bool,
+    /// The last publish ended (the playlist carries `EXT-X-ENDLIST`).
+    pub ended: bool,
+    /// Complete segments listed in the media playlist.
+    pub segments: usize,
+    /// Media sequence number of the newest complete segment.
+    pub last_msn: Option<u64>,
+    /// The playlist's `EXT-X-TARGETDURATION`, once fixed by the first segment.
+    pub target_duration: Option<u64>,
+}
+
+/// One part of a segment, for LL-HLS playlist rendering and tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartInfo {
+    /// The part's URI (as in the playlist).
+    pub name: String,
+    /// Duration in seconds (of the video track when there is one).
+    pub duration: f64,
+    /// Starts with a keyframe (`INDEPENDENT=YES`).
+    pub independent: bool,
+    /// Size in bytes.
+    pub size: usize,
+}
+
+/// One segment, complete or still being written, for LL-HLS playlist rendering and tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentInfo {
+    /// Media sequence number.
+    pub msn: u64,
+    /// The segment's URI (valid once complete).
+    pub name: String,
+    /// Duration in seconds so far.
+    pub duration: f64,
+    /// Preceded by `EXT-X-DISCONTINUITY`.
+    pub discontinuity: bool,
+    /// Starts with a keyframe.
+    pub independent: bool,
+    /// All its parts are written.
+    pub complete: bool,
+    /// Name of its init segment.
+    pub init: String,
+    /// Its parts, in order.
+    pub parts: Vec<PartInfo>,
+}
+
+#[cfg(test)]
+#[path = "../tests/common/read.rs"]
+mod read;
+#[cfg(test)]
+mod tests;

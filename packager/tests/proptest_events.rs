@@ -1,0 +1,394 @@
+//! Arbitrary event sequences — timestamps that jump or go backwards, configs that are missing,
+//! invalid or changing, garbage payloads, publishes that begin, end, resync or are taken over —
+//! never panic, and after every step everything the packager lists still holds together:
+//! playlists parse, every listed resource is fetchable and well-formed, sample durations are
+//! positive, and each track's decode time never goes backwards (and is exactly continuous
+//! between segments that are not separated by a discontinuity).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+use roomcast_media::{
+    AacConfig, AudioConfig, AvcConfig, Frame, MediaEvent, StreamMetadata, TrackKind, VideoConfig,
+};
+use roomcast_packager::{Packager, PackagerConfig};
+
+#[derive(Debug, Clone)]
+enum Op {
+    Video {
+        dt: i64,
+        cts: i64,
+        key: bool,
+        len: usize,
+        fill: u8,
+    },
+    Audio {
+        dt: i64,
+        len: usize,
+        fill: u8,
+    },
+    VideoConfig(u8),
+    AudioConfig {
+        rate: u32,
+        spf: u32,
+    },
+    Metadata(Option<bool>, Option<bool>),
+    Begin,
+    End,
+    Resync,
+    Wall(u64),
+}
+
+/// Mostly a steady clock, sometimes broken: backwards, repeated, gaps, absurd jumps.
+fn dt() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        8 => 0i64..45,
+        2 => -600i64..0,
+        1 => 500i64..4_000,
+        1 => prop_oneof![Just(3_600_000i64), Just(-3_600_000i64), Just(i64::from(u32::MAX))],
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        30 => (dt(), prop_oneof![5 => 0i64..200, 1 => -20_000i64..20_000], proptest::bool::weighted(0.08), 0usize..64, any::<u8>())
+            .prop_map(|(dt, cts, key, len, fill)| Op::Video { dt, cts, key, len, fill }),
+        30 => (dt(), 0usize..32, any::<u8>()).prop_map(|(dt, len, fill)| Op::Audio { dt, len, fill }),
+        2 => (0u8..3).prop_map(Op::VideoConfig),
+        2 => (prop_oneof![Just(48_000u32), Just(44_100), Just(0)], prop_oneof![Just(1024u32), Just(960), Just(0)])
+            .prop_map(|(rate, spf)| Op::AudioConfig { rate, spf }),
+        1 => (any::<Option<bool>>(), any::<Option<bool>>()).prop_map(|(v, a)| Op::Metadata(v, a)),
+        1 => Just(Op::Begin),
+        1 => Just(Op::End),
+        1 => Just(Op::Resync),
+        1 => (0u64..5_000).prop_map(Op::Wall),
+    ]
+}
+
+fn video_config(variant: u8) -> Arc<VideoConfig> {
+    let sps = Bytes::from(vec![0x67, 0x64, 0x00, 0x1f + variant, 0xac]);
+    let pps = Bytes::from_static(&[0x68, 0xeb, 0xe3]);
+    let mut record = vec![1, 0x64, 0x00, 0x1f + variant, 0xff, 0xe1, 0, 5];
+    record.extend_from_slice(&sps);
+    record.extend_from_slice(&[1, 0, 3]);
+    record.extend_from_slice(&pps);
+    if variant == 2 {
+        // A record mp4-atom cannot re-encode as is: rebuilt from SPS/PPS.
+        record.truncate(3);
+    }
+    Arc::new(VideoConfig::Avc(AvcConfig {
+        record: Bytes::from(record),
+        profile_idc: 0x64,
+        constraint_flags: 0,
+        level_idc: 0x1f + variant,
+        width: 640 * (u32::from(variant) + 1),
+        height: 360,
+        frame_rate: (variant != 1).then_some(30.0),
+        nal_length_size: 4,
+        sps: vec![sps],
+        pps: vec![pps],
+    }))
+}
+
+fn audio_config(rate: u32, spf: u32) -> Arc<AudioConfig> {
+    Arc::new(AudioConfig::Aac(AacConfig {
+        asc: Bytes::from_static(&[0x11, 0x90]),
+        object_type: 2,
+        sample_rate: rate,
+        channels: 2,
+        samples_per_frame: spf,
+    }))
+}
+
+fn apply(p: &mut Packager, op: &Op, clock: &mut i64, wall: &mut SystemTime) -> bool {
+    *wall += Duration::from_millis(20);
+    match op {
+        Op::Video {
+            dt,
+            cts,
+            key,
+            len,
+            fill,
+        } => {
+            *clock = clock.saturating_add(*dt);
+            let frame = Frame {
+                track: TrackKind::Video,
+                dts: *clock,
+                pts: clock.saturating_add(*cts),
+                keyframe: *key,
+                data: Bytes::from(vec![*fill; *len]),
+            };
+            p.handle(&MediaEvent::Frame(frame), *wall)
+        }
+        Op::Audio { dt, len, fill } => {
+            *clock = clock.saturating_add(*dt);
+            let frame = Frame {
+                track: TrackKind::Audio,
+                dts: *clock,
+                pts: *clock,
+                keyframe: true,
+                data: Bytes::from(vec![*fill; *len]),
+            };
+            p.handle(&MediaEvent::Frame(frame), *wall)
+        }
+        Op::VideoConfig(v) => p.handle(&MediaEvent::VideoConfig(video_config(*v)), *wall),
+        Op::AudioConfig { rate, spf } => {
+            p.handle(&MediaEvent::AudioConfig(audio_config(*rate, *spf)), *wall)
+        }
+        Op::Metadata(v, a) => p.handle(
+            &MediaEvent::Metadata(Arc::new(StreamMetadata {
+                has_video: *v,
+                has_audio: *a,
+                ..StreamMetadata::default()
+            })),
+            *wall,
+        ),
+        Op::Begin => p.begin_publish(*wall),
+        Op::End => p.end_publish(*wall),
+        Op::Resync => p.resync(*wall),
+        Op::Wall(ms) => {
+            *wall += Duration::from_millis(*ms);
+            false
+        }
+    }
+}
+
+/// Per track id: (end of the last sample, its timescale).
+type Ends = HashMap<u32, (u64, u32)>;
+
+fn check(p: &Packager) {
+    for name in [
+        "",
+        "x",
+        "stream.m3u8",
+        "p-",
+        "p-init-99.mp4",
+        "p-01.m4s",
+        "p-0.99.m4s",
+    ] {
+        let _ = p.get(name);
+    }
+    let status = p.status();
+    let Some(text) = p.media_playlist() else {
+        assert!(!p.is_ready());
+        assert!(p.multivariant_playlist().is_none());
+        return;
+    };
+    let target = status.target_duration.unwrap();
+    let mv = p.multivariant_playlist().unwrap();
+    let parsed: m3u8_parser::m3u8::playlist::Playlist = mv.parse().unwrap();
+    assert!(parsed.validate().is_ok(), "{mv}");
+
+    let segments = common::listed_segments(p);
+    assert_eq!(segments.len(), status.segments);
+    let mut ends: Ends = HashMap::new();
+    // Tracks that have seen a discontinuity since their last sample may jump forward.
+    let mut jumped: HashMap<u32, bool> = HashMap::new();
+    let mut inits: HashMap<String, HashMap<u32, u32>> = HashMap::new();
+    for seg in &segments {
+        let init_name = seg.map.clone().unwrap();
+        let timescales = inits
+            .entry(init_name.clone())
+            .or_insert_with(|| {
+                let (_, moov) = common::read_init(&p.get(&init_name).unwrap().to_bytes());
+                common::tracks_of(&moov)
+                    .into_iter()
+                    .map(|(id, ts, _)| (id, ts))
+                    .collect()
+            })
+            .clone();
+        let leader = *timescales.keys().min().unwrap();
+        if seg.discontinuity {
+            jumped.values_mut().for_each(|j| *j = true);
+        }
+        let mut leader_samples = 0;
+        for fragment in &seg.fragments {
+            for run in &fragment.runs {
+                let ts = timescales[&run.track_id];
+                if let Some(&(end, end_ts)) = ends.get(&run.track_id) {
+                    let (a, b) = (
+                        u128::from(run.tfdt) * u128::from(end_ts),
+                        u128::from(end) * u128::from(ts),
+                    );
+                    assert!(
+                        a >= b,
+                        "tfdt went backwards on track {}: {text}",
+                        run.track_id
+                    );
+                    if !jumped.get(&run.track_id).copied().unwrap_or(false) {
+                        assert_eq!(
+                            a, b,
+                            "tfdt not continuous on track {}: {text}",
+                            run.track_id
+                        );
+                    }
+                }
+                jumped.insert(run.track_id, false);
+                let mut end = run.tfdt;
+                for s in &run.samples {
+                    assert!(s.duration > 0);
+                    assert!(s.size > 0);
+                    end += u64::from(s.duration);
+                }
+                ends.insert(run.track_id, (end, ts));
+                if run.track_id == leader {
+                    leader_samples += run.samples.len();
+                }
+            }
+        }
+        // A forced cut can keep EXTINF within the target unless a single sample is longer.
+        if leader_samples >= 2 {
+            assert!(
+                seg.duration.round() as u64 <= target,
+                "{} > {target}: {text}",
+                seg.duration
+            );
+        }
+    }
+}
+
+fn run(ops: &[Op]) {
+    let mut p = Packager::new(PackagerConfig {
+        window_segments: 6,
+        retain_segments: 2,
+        ..common::config("p")
+    });
+    let mut clock = 1_000;
+    let mut wall = common::epoch();
+    for (i, op) in ops.iter().enumerate() {
+        apply(&mut p, op, &mut clock, &mut wall);
+        // Every few steps keeps the run fast; a broken segment stays listed long enough to be
+        // seen (a segment takes far more than four events).
+        if i % 4 == 3 {
+            check(&p);
+        }
+    }
+    p.end_publish(wall);
+    check(&p);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        // Kept modest for the test suite; soak with PROPTEST_CASES=100000.
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(96),
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "tests/proptest_events.proptest-regressions",
+        ))),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn arbitrary_events_keep_invariants(
+        setup in proptest::collection::vec(op(), 0..4),
+        ops in proptest::collection::vec(op(), 0..400),
+    ) {
+        // Start most runs with configs so that streams actually get packaged.
+        let mut all = vec![Op::VideoConfig(0), Op::AudioConfig { rate: 48_000, spf: 1024 }];
+        all.extend(setup);
+        all.extend(ops);
+        run(&all);
+    }
+
+    #[test]
+    fn arbitrary_events_from_nothing(ops in proptest::collection::vec(op(), 0..200)) {
+        run(&ops);
+    }
+}
+
+/// A long steady stream with occasional glitches packages into many segments.
+#[test]
+fn long_glitchy_stream() {
+    let mut ops = vec![
+        Op::VideoConfig(0),
+        Op::AudioConfig {
+            rate: 48_000,
+            spf: 1024,
+        },
+    ];
+    for i in 0..3000u32 {
+        let glitch = if i % 397 == 0 {
+            -300
+        } else if i % 911 == 0 {
+            3_600_000
+        } else {
+            0
+        };
+        ops.push(Op::Video {
+            dt: 33 + glitch,
+            cts: 67,
+            key: i % 60 == 0,
+            len: 20,
+            fill: 1,
+        });
+        ops.push(Op::Audio {
+            dt: 0,
+            len: 8,
+            fill: 2,
+        });
+        if i % 1200 == 1199 {
+            ops.push(Op::Resync);
+        }
+    }
+    run(&ops);
+}
+
+/// Found by the soak: a video track that first appears in a restart of a publish, with its
+/// first frame an hour before the shared clock, once collapsed to near-zero durations.
+#[test]
+fn regression_new_track_far_before_the_shared_clock() {
+    let audio = |dt| Op::Audio {
+        dt,
+        len: 1,
+        fill: 0,
+    };
+    run(&[
+        Op::AudioConfig {
+            rate: 48_000,
+            spf: 1024,
+        },
+        audio(0),
+        audio(21),
+        audio(21),
+        Op::Begin,
+        Op::AudioConfig {
+            rate: 48_000,
+            spf: 1024,
+        },
+        audio(0),
+        Op::Audio {
+            dt: -3_600_000,
+            len: 0,
+            fill: 0,
+        },
+        Op::VideoConfig(0),
+        Op::Video {
+            dt: 0,
+            cts: 0,
+            key: true,
+            len: 1,
+            fill: 0,
+        },
+        Op::Video {
+            dt: 0,
+            cts: 0,
+            key: false,
+            len: 1,
+            fill: 0,
+        },
+        Op::Video {
+            dt: 33,
+            cts: 0,
+            key: false,
+            len: 1,
+            fill: 0,
+        },
+        Op::End,
+    ]);
+}

@@ -152,6 +152,32 @@ async fn http_contract() {
         .unwrap();
     assert_eq!(one["live"], true);
 
+    // A plain HLS player (this client polled the media playlist) counts as a viewer.
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    loop {
+        let _ = c
+            .get(server.url("/live/main/stream.m3u8"))
+            .send()
+            .await
+            .unwrap();
+        let one: serde_json::Value = c
+            .get(server.url("/api/rooms/main"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if one["viewers"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "HLS player not counted: {one}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
     // Health and metrics.
     assert_eq!(status(&server, "/healthz").await, 200);
     let metrics = c

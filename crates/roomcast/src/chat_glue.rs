@@ -124,3 +124,18 @@ pub async fn prune_history(store: Store, retention_days: u32, shutdown: Cancella
         }
     }
 }
+
+/// Every two seconds, tells each room's chat how many HLS-only players watch it, so the
+/// viewer count includes people on VLC or a TV app.
+pub async fn publish_hls_viewers(state: crate::http::AppState, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        for (room, n) in state.hls_viewers().sweep(std::time::Instant::now()) {
+            state.chat().set_external_viewers(&room, n);
+        }
+    }
+}

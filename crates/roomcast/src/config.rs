@@ -119,6 +119,13 @@ pub struct HttpConfig {
     pub startup_wait_ms: u64,
     /// Milliseconds in-flight requests get to finish on shutdown.
     pub shutdown_grace_ms: u64,
+    /// Milliseconds an HLS player counts as a viewer after its last playlist request.
+    pub viewer_window_ms: u64,
+    /// HLS players remembered for the viewer count, all rooms together.
+    pub max_tracked_players: usize,
+    /// Take the client address from the first `X-Forwarded-For` entry (only behind a proxy or
+    /// CDN you run; otherwise clients could forge it).
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for HttpConfig {
@@ -128,6 +135,9 @@ impl Default for HttpConfig {
             playlist_max_age_s: 1,
             startup_wait_ms: 6_000,
             shutdown_grace_ms: 5_000,
+            viewer_window_ms: 10_000,
+            max_tracked_players: 100_000,
+            trust_forwarded_for: false,
         }
     }
 }

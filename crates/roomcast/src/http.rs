@@ -9,8 +9,10 @@ use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
@@ -34,6 +36,7 @@ pub struct AppState {
 }
 
 struct StateInner {
+    hls_viewers: crate::viewers::HlsViewers,
     config: Config,
     store: Store,
     chat: ChatService,
@@ -58,6 +61,10 @@ impl AppState {
         .unwrap_or_else(|_| HeaderValue::from_static("no-cache"));
         Self {
             inner: Arc::new(StateInner {
+                hls_viewers: crate::viewers::HlsViewers::new(
+                    Duration::from_millis(config.http.viewer_window_ms),
+                    config.http.max_tracked_players,
+                ),
                 config,
                 store,
                 chat,
@@ -83,6 +90,11 @@ impl AppState {
     /// The room chat.
     pub fn chat(&self) -> &ChatService {
         &self.inner.chat
+    }
+
+    /// HLS players seen per room.
+    pub fn hls_viewers(&self) -> &crate::viewers::HlsViewers {
+        &self.inner.hls_viewers
     }
 }
 
@@ -185,6 +197,8 @@ pub fn check_room(room: &str) -> Result<(), AppError> {
 async fn hls(
     State(st): State<AppState>,
     Path((room, file)): Path<(String, String)>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
 ) -> Result<Response, AppError> {
     check_room(&room)?;
     if file.is_empty()
@@ -201,6 +215,9 @@ async fn hls(
         .get(&room)
         .ok_or(AppError::NotFound("room is offline or does not exist"))?;
     let is_playlist = file == "index.m3u8" || file == MEDIA_PLAYLIST_NAME;
+    if file == MEDIA_PLAYLIST_NAME {
+        count_player(&st, &room, peer, &headers);
+    }
     if is_playlist {
         // A player that starts the moment the streamer goes live waits for the first segment
         // instead of failing on a 404 it would have to retry.
@@ -220,6 +237,27 @@ async fn hls(
         "no such segment (it may have left the live window)",
     ))?;
     Ok(resource_response(resource))
+}
+
+fn count_player(st: &AppState, room: &str, peer: SocketAddr, headers: &HeaderMap) {
+    let header = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if crate::viewers::from_watch_page(header(header::REFERER)) {
+        return;
+    }
+    let forwarded = st
+        .inner
+        .config
+        .http
+        .trust_forwarded_for
+        .then(|| header(header::HeaderName::from_static("x-forwarded-for")))
+        .flatten()
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.trim().parse::<IpAddr>().ok());
+    let ip = forwarded.unwrap_or(peer.ip());
+    let ua = header(header::USER_AGENT).unwrap_or("");
+    st.inner
+        .hls_viewers
+        .seen(room, ip, ua, std::time::Instant::now());
 }
 
 fn playlist_response(st: &AppState, text: String) -> Response {

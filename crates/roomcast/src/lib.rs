@@ -8,4 +8,5 @@ pub mod http;
 pub mod rooms;
 pub mod serve;
 pub mod telemetry;
+pub mod viewers;
 pub mod web;

@@ -151,6 +151,10 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         rooms.clone(),
         metrics,
     );
+    let viewer_counts = tokio::spawn(crate::chat_glue::publish_hls_viewers(
+        state.clone(),
+        shutdown.clone(),
+    ));
     let app = http::router(state);
     println!(
         "roomcast is running: RTMP on {rtmp_addr} (publish to {rtmp_url}), HTTP on {http_addr} ({base}/)",
@@ -188,6 +192,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     chat_events.abort();
     moderation.abort();
     pruning.abort();
+    viewer_counts.abort();
     // Close frames to every chat client and the last writes to the database.
     chat.shutdown().await;
     store.close().await;

@@ -11,14 +11,16 @@ use axum::Router;
 use axum::body::Body;
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use metrics_exporter_prometheus::PrometheusHandle;
 use roomcast_chat::ChatService;
-use roomcast_packager::{MEDIA_PLAYLIST_NAME, Resource, ResourceKind};
+use roomcast_packager::{
+    MEDIA_PLAYLIST_NAME, PartState, PlaylistRequest, Readiness, Resource, ResourceKind,
+};
 use roomcast_store::{Store, valid_room_name};
 use serde::Serialize;
 use tower_http::compression::CompressionLayer;
@@ -26,7 +28,7 @@ use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Pr
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::config::Config;
-use crate::rooms::{RoomSnapshot, Rooms};
+use crate::rooms::{LiveRoom, RoomSnapshot, Rooms};
 use crate::web;
 
 /// Shared state of every handler.
@@ -105,6 +107,8 @@ pub enum AppError {
     BadRequest(&'static str),
     /// No such room, or it is offline, or no such resource.
     NotFound(&'static str),
+    /// A malformed or out-of-range LL-HLS delivery directive.
+    BadQuery(String),
     /// Something failed on our side.
     Internal(anyhow::Error),
 }
@@ -112,11 +116,15 @@ pub enum AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, msg) = match self {
-            AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
-            AppError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.to_owned()),
+            AppError::NotFound(m) => (StatusCode::NOT_FOUND, m.to_owned()),
+            AppError::BadQuery(m) => (StatusCode::BAD_REQUEST, m),
             AppError::Internal(e) => {
                 tracing::error!(error = %format!("{e:#}"), "internal error answering a request");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error".to_owned(),
+                )
             }
         };
         (
@@ -197,6 +205,7 @@ pub fn check_room(room: &str) -> Result<(), AppError> {
 async fn hls(
     State(st): State<AppState>,
     Path((room, file)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
@@ -214,29 +223,99 @@ async fn hls(
         .rooms
         .get(&room)
         .ok_or(AppError::NotFound("room is offline or does not exist"))?;
-    let is_playlist = file == "index.m3u8" || file == MEDIA_PLAYLIST_NAME;
-    if file == MEDIA_PLAYLIST_NAME {
-        count_player(&st, &room, peer, &headers);
-    }
-    if is_playlist {
+    if file == "index.m3u8" || file == MEDIA_PLAYLIST_NAME {
         // A player that starts the moment the streamer goes live waits for the first segment
         // instead of failing on a 404 it would have to retry.
         let wait = Duration::from_millis(st.inner.config.http.startup_wait_ms);
         if !live.is_ready() && !live.wait_ready(wait).await {
             return Err(AppError::NotFound("stream has no segment yet"));
         }
-        let text = if file == "index.m3u8" {
-            live.multivariant_playlist()
-        } else {
-            live.media_playlist()
+        if file == "index.m3u8" {
+            let text = live
+                .multivariant_playlist()
+                .ok_or(AppError::NotFound("stream has no segment yet"))?;
+            return Ok(playlist_response(
+                &st,
+                Bytes::from(text),
+                None,
+                &headers,
+                false,
+            ));
         }
-        .ok_or(AppError::NotFound("stream has no segment yet"))?;
-        return Ok(playlist_response(&st, text));
+        count_player(&st, &room, peer, &headers);
+        return media_playlist(&st, &live, query.as_deref(), &headers).await;
     }
-    let resource = live.get(&file).ok_or(AppError::NotFound(
+    if let Some(resource) = live.get(&file) {
+        return Ok(resource_response(resource));
+    }
+    // The part named by EXT-X-PRELOAD-HINT is requested before it exists: hold the request
+    // until it does, so it arrives the moment the part is complete.
+    if matches!(live.part_state(&file), PartState::Pending) {
+        let limit = live.hold_limit();
+        let _held = HeldRequest::new();
+        let ready = live.wait_for(limit, |r| r.get(&file).is_some()).await;
+        if ready && let Some(resource) = live.get(&file) {
+            return Ok(resource_response(resource));
+        }
+    }
+    Err(AppError::NotFound(
         "no such segment (it may have left the live window)",
-    ))?;
-    Ok(resource_response(resource))
+    ))
+}
+
+/// Counts a held request for as long as it lives. A guard rather than a decrement after the
+/// await, because a client that goes away drops the handler's future mid-await.
+struct HeldRequest;
+
+impl HeldRequest {
+    fn new() -> Self {
+        metrics::gauge!("roomcast_hls_held_requests").increment(1.0);
+        HeldRequest
+    }
+}
+
+impl Drop for HeldRequest {
+    fn drop(&mut self) {
+        metrics::gauge!("roomcast_hls_held_requests").decrement(1.0);
+    }
+}
+
+/// A media playlist request, blocking per LL-HLS when it carries `_HLS_msn`/`_HLS_part`.
+async fn media_playlist(
+    st: &AppState,
+    live: &LiveRoom,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Response, AppError> {
+    let request = PlaylistRequest::parse(query).map_err(|e| AppError::BadQuery(e.to_string()))?;
+    let blocking = request.msn.is_some();
+    match live.check(&request) {
+        Readiness::Ready => {}
+        Readiness::Invalid(e) => return Err(AppError::BadQuery(e.to_string())),
+        Readiness::Wait => {
+            // Held until the asked-for part exists. At the hold limit the current playlist is
+            // answered (200): hls.js simply asks again, where a 503 would count toward its
+            // retry budget and can end playback.
+            let _held = HeldRequest::new();
+            let limit = live.hold_limit();
+            let ready = live
+                .wait_for(limit, |r| !matches!(r.check(&request), Readiness::Wait))
+                .await;
+            if !ready {
+                metrics::counter!("roomcast_hls_hold_timeouts_total").increment(1);
+            }
+        }
+    }
+    let playlist = live
+        .media_playlist(&request)
+        .ok_or(AppError::NotFound("stream has no segment yet"))?;
+    Ok(playlist_response(
+        st,
+        playlist.plain,
+        playlist.gzip,
+        headers,
+        blocking,
+    ))
 }
 
 fn count_player(st: &AppState, room: &str, peer: SocketAddr, headers: &HeaderMap) {
@@ -260,21 +339,41 @@ fn count_player(st: &AppState, room: &str, peer: SocketAddr, headers: &HeaderMap
         .seen(room, ip, ua, std::time::Instant::now());
 }
 
-fn playlist_response(st: &AppState, text: String) -> Response {
-    (
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/vnd.apple.mpegurl"),
-            ),
-            (
-                header::CACHE_CONTROL,
-                st.inner.playlist_cache_control.clone(),
-            ),
-        ],
-        text,
-    )
-        .into_response()
+fn playlist_response(
+    st: &AppState,
+    plain: Bytes,
+    gzip: Option<Bytes>,
+    headers: &HeaderMap,
+    blocking: bool,
+) -> Response {
+    let accepts_gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    // The answer to a given _HLS_msn/_HLS_part always contains that part, so a cached copy
+    // stays correct: a CDN may keep it for the shortest lifetime HTTP can express.
+    let cache = if blocking {
+        HeaderValue::from_static("public, max-age=1")
+    } else {
+        st.inner.playlist_cache_control.clone()
+    };
+    let mut resp = match gzip {
+        Some(z) if accepts_gzip => {
+            let mut r = Response::new(Body::from(z));
+            r.headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            r
+        }
+        _ => Response::new(Body::from(plain)),
+    };
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.apple.mpegurl"),
+    );
+    h.insert(header::CACHE_CONTROL, cache);
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    resp
 }
 
 fn resource_response(resource: Resource) -> Response {

@@ -7,11 +7,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use roomcast_hub::{Hub, MediaSubscription, Received, RoomEvent};
-use roomcast_packager::{Packager, PackagerConfig, Resource, StreamStatus};
+use roomcast_packager::{
+    Packager, PackagerConfig, PartState, PlaylistRequest, Readiness, Resource, Skip, StreamStatus,
+};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
@@ -24,12 +27,39 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A rendered media playlist, plain and gzip-compressed, for one packager version.
+#[derive(Clone)]
+pub struct RenderedPlaylist {
+    /// The playlist text.
+    pub plain: Bytes,
+    /// The same, gzip-compressed once for every client that accepts it.
+    pub gzip: Option<Bytes>,
+}
+
+fn gzip(data: &[u8]) -> Option<Bytes> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).ok()?;
+    enc.finish().ok().map(Bytes::from)
+}
+
 /// One room's packaged stream.
 pub struct LiveRoom {
     name: String,
-    packager: Mutex<RoomState>,
+    packager: RwLock<RoomState>,
     /// Bumped whenever something new became fetchable; HTTP requests that wait subscribe.
     version: watch::Sender<u64>,
+    /// The last rendered media playlists, by (version, delta update): when thousands of held
+    /// requests wake for the same part, one renders and compresses, the rest share it.
+    playlists: Mutex<Vec<(u64, bool, RenderedPlaylist)>>,
 }
 
 struct RoomState {
@@ -70,27 +100,76 @@ impl LiveRoom {
 
     /// A resource by its playlist URI.
     pub fn get(&self, name: &str) -> Option<Resource> {
-        lock(&self.packager).packager.get(name)
+        read(&self.packager).packager.get(name)
     }
 
     /// The multivariant playlist, once the first segment exists.
     pub fn multivariant_playlist(&self) -> Option<String> {
-        lock(&self.packager).packager.multivariant_playlist()
+        read(&self.packager).packager.multivariant_playlist()
     }
 
-    /// The media playlist, once the first segment exists.
-    pub fn media_playlist(&self) -> Option<String> {
-        lock(&self.packager).packager.media_playlist()
+    /// The media playlist answering `request`, once the first segment exists.
+    pub fn media_playlist(&self, request: &PlaylistRequest) -> Option<RenderedPlaylist> {
+        let delta = !matches!(request.skip, Skip::No);
+        let version = *self.version.borrow();
+        {
+            let cache = lock(&self.playlists);
+            if let Some((_, _, p)) = cache.iter().find(|(v, d, _)| *v == version && *d == delta) {
+                return Some(p.clone());
+            }
+        }
+        let text = read(&self.packager).packager.media_playlist_for(request)?;
+        let rendered = RenderedPlaylist {
+            gzip: gzip(text.as_bytes()),
+            plain: Bytes::from(text),
+        };
+        let mut cache = lock(&self.playlists);
+        cache.retain(|(v, _, _)| *v == version);
+        cache.push((version, delta, rendered.clone()));
+        Some(rendered)
+    }
+
+    /// Whether a playlist answering `request` exists now, must be waited for, or is invalid.
+    pub fn check(&self, request: &PlaylistRequest) -> Readiness {
+        read(&self.packager).packager.check_request(request)
+    }
+
+    /// Whether an unknown part name is the next part (worth waiting for).
+    pub fn part_state(&self, name: &str) -> PartState {
+        read(&self.packager).packager.part_state(name)
+    }
+
+    /// How long a blocking request may be held.
+    pub fn hold_limit(&self) -> Duration {
+        read(&self.packager).packager.hold_limit()
+    }
+
+    /// Waits until `ready` holds or `timeout` passes; true when it holds. One waiter per
+    /// request on the room's version channel: nothing spins, and all wake together.
+    pub async fn wait_for(&self, timeout: Duration, ready: impl Fn(&Self) -> bool) -> bool {
+        let mut rx = self.version.subscribe();
+        let wait = async {
+            loop {
+                rx.borrow_and_update();
+                if ready(self) {
+                    return true;
+                }
+                if rx.changed().await.is_err() {
+                    return false;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.unwrap_or(false)
     }
 
     /// Whether the first segment exists.
     pub fn is_ready(&self) -> bool {
-        lock(&self.packager).packager.is_ready()
+        read(&self.packager).packager.is_ready()
     }
 
     /// Status for the API.
     pub fn snapshot(&self) -> RoomSnapshot {
-        let s = lock(&self.packager);
+        let s = read(&self.packager);
         RoomSnapshot {
             name: self.name.clone(),
             publishing: s.publish_id != 0,
@@ -101,18 +180,7 @@ impl LiveRoom {
 
     /// Waits until the room is ready (has a segment) or `timeout` passes.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
-        let mut rx = self.version.subscribe();
-        let wait = async {
-            loop {
-                if self.is_ready() {
-                    return true;
-                }
-                if rx.changed().await.is_err() {
-                    return false;
-                }
-            }
-        };
-        tokio::time::timeout(timeout, wait).await.unwrap_or(false)
+        self.wait_for(timeout, Self::is_ready).await
     }
 
     fn changed(&self) {
@@ -209,7 +277,7 @@ impl Rooms {
     pub fn end_all(&self) {
         let now = SystemTime::now();
         for room in self.all() {
-            let mut s = lock(&room.packager);
+            let mut s = write(&room.packager);
             if s.publish_id != 0 {
                 s.ended_publish = s.publish_id;
                 s.publish_id = 0;
@@ -240,7 +308,8 @@ impl Rooms {
                 .or_insert_with(|| {
                     Arc::new(LiveRoom {
                         name: name.clone(),
-                        packager: Mutex::new(RoomState {
+                        playlists: Mutex::new(Vec::new()),
+                        packager: RwLock::new(RoomState {
                             packager: Packager::new(self.packager_config()),
                             publish_id: 0,
                             ended_publish: 0,
@@ -253,7 +322,7 @@ impl Rooms {
         };
         {
             let now = SystemTime::now();
-            let mut s = lock(&room.packager);
+            let mut s = write(&room.packager);
             // A takeover: the old publish's feed stops at its next event because the id moved.
             s.publish_id = publish_id;
             s.since = Some(now);
@@ -270,7 +339,7 @@ impl Rooms {
         loop {
             let received = media.recv().await;
             let now = SystemTime::now();
-            let mut s = lock(&room.packager);
+            let mut s = write(&room.packager);
             if s.publish_id != publish_id {
                 return;
             }
@@ -308,7 +377,7 @@ impl Rooms {
             tokio::time::sleep(grace).await;
             let mut rooms = lock(&this.inner.rooms);
             let still_offline = {
-                let s = lock(&room.packager);
+                let s = read(&room.packager);
                 s.publish_id == 0 && s.ended_publish == ended_publish
             };
             if still_offline && rooms.get(&room.name).is_some_and(|r| Arc::ptr_eq(r, &room)) {

@@ -163,16 +163,21 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     );
     info!(rtmp = %rtmp_addr, http = %http_addr, "listening");
 
-    let http_shutdown = shutdown.clone();
+    // HTTP stops last: held playlist requests must still be answered with EXT-X-ENDLIST, and
+    // chat sockets (upgraded connections, which hyper's graceful shutdown does not track) must
+    // get their close frames first.
+    let http_stop = CancellationToken::new();
+    let http_stopped = http_stop.clone();
     let server = axum::serve(
         http_listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+    .with_graceful_shutdown(async move { http_stopped.cancelled().await });
     let server = tokio::spawn(async move { server.await });
 
     wait_for_signal().await;
     info!("shutting down");
+    // 1. Publishers get an RTMP status, then their sockets close; no new ones are accepted.
     shutdown.cancel();
     hub.kick_all(KickReason::Shutdown);
     match ingest.await {
@@ -180,7 +185,17 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         Ok(Err(e)) => warn!(error = %e, "RTMP listener ended with an error"),
         Err(e) => warn!(error = %e, "RTMP listener task failed"),
     }
+    // 2. Every live playlist ends; held requests wake and see EXT-X-ENDLIST.
     rooms.end_all();
+    // 3. Chat clients get a close frame (1001) and pending chat writes reach the database.
+    key_checker.abort();
+    chat_events.abort();
+    moderation.abort();
+    pruning.abort();
+    viewer_counts.abort();
+    chat.shutdown().await;
+    // 4. HTTP: no new connections; in-flight requests get a bounded time to finish.
+    http_stop.cancel();
     let grace = Duration::from_millis(config.http.shutdown_grace_ms);
     if tokio::time::timeout(grace, server).await.is_err() {
         warn!(
@@ -188,13 +203,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             "HTTP requests still in flight after the grace period; closing them"
         );
     }
-    key_checker.abort();
-    chat_events.abort();
-    moderation.abort();
-    pruning.abort();
-    viewer_counts.abort();
-    // Close frames to every chat client and the last writes to the database.
-    chat.shutdown().await;
+    // 5. The database last.
     store.close().await;
     info!("stopped");
     Ok(())

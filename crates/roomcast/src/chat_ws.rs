@@ -9,7 +9,9 @@
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -35,9 +37,13 @@ const FRAME_SLACK: usize = 4;
 pub async fn upgrade(
     State(st): State<AppState>,
     Path(room): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
     check_room(&room)?;
+    let slot = st.websocket_slot(peer.ip()).ok_or(AppError::TooMany(
+        "too many chat connections from this address",
+    ))?;
     // Chat belongs to rooms that exist; otherwise messages could not be kept.
     if st.store().room(&room).await?.is_none() {
         return Err(AppError::NotFound("no such room"));
@@ -50,7 +56,10 @@ pub async fn upgrade(
     Ok(ws
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| serve(st, room, socket)))
+        .on_upgrade(move |socket| async move {
+            serve(st, room, socket).await;
+            drop(slot);
+        }))
 }
 
 fn close_for(e: &ChatError) -> (u16, &'static str) {

@@ -126,6 +126,23 @@ pub struct HttpConfig {
     /// Take the client address from the first `X-Forwarded-For` entry (only behind a proxy or
     /// CDN you run; otherwise clients could forge it).
     pub trust_forwarded_for: bool,
+    /// Open HTTP connections at most (WebSockets included).
+    pub max_connections: usize,
+    /// Open HTTP connections from one client address at most. Raise it behind a CDN or proxy,
+    /// whose few addresses carry every viewer.
+    pub max_connections_per_ip: usize,
+    /// Milliseconds a client may take to send a request's headers (slowloris).
+    pub header_read_timeout_ms: u64,
+    /// Largest request head (request line and headers), bytes.
+    pub max_header_bytes: usize,
+    /// Milliseconds a response write may make no progress before the connection is closed (a
+    /// viewer that stopped reading).
+    pub write_stall_timeout_ms: u64,
+    /// LL-HLS blocking requests held at once, all rooms together; beyond it a request is
+    /// answered at once with the current playlist.
+    pub max_held_requests: usize,
+    /// Chat WebSocket connections from one client address at most.
+    pub max_websockets_per_ip: usize,
 }
 
 impl Default for HttpConfig {
@@ -138,6 +155,13 @@ impl Default for HttpConfig {
             viewer_window_ms: 10_000,
             max_tracked_players: 100_000,
             trust_forwarded_for: false,
+            max_connections: 20_000,
+            max_connections_per_ip: 256,
+            header_read_timeout_ms: 10_000,
+            max_header_bytes: 16 * 1024,
+            write_stall_timeout_ms: 30_000,
+            max_held_requests: 20_000,
+            max_websockets_per_ip: 32,
         }
     }
 }
@@ -210,6 +234,20 @@ impl Default for ChatServerConfig {
             history_retention_days: 30,
             write_timeout_ms: 10_000,
             moderation_poll_ms: 1_000,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The listener's view of this section.
+    pub fn listener_limits(&self) -> crate::listener::Limits {
+        crate::listener::Limits {
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            max_header_bytes: self.max_header_bytes,
+            write_stall_timeout: Duration::from_millis(self.write_stall_timeout_ms),
+            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! nothing.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
@@ -39,6 +40,8 @@ pub struct AppState {
 
 struct StateInner {
     hls_viewers: crate::viewers::HlsViewers,
+    held: Arc<AtomicUsize>,
+    websockets: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
     config: Config,
     store: Store,
     chat: ChatService,
@@ -63,6 +66,8 @@ impl AppState {
         .unwrap_or_else(|_| HeaderValue::from_static("no-cache"));
         Self {
             inner: Arc::new(StateInner {
+                held: Arc::new(AtomicUsize::new(0)),
+                websockets: std::sync::Mutex::new(std::collections::HashMap::new()),
                 hls_viewers: crate::viewers::HlsViewers::new(
                     Duration::from_millis(config.http.viewer_window_ms),
                     config.http.max_tracked_players,
@@ -94,9 +99,52 @@ impl AppState {
         &self.inner.chat
     }
 
+    /// Takes a chat WebSocket place for `ip`, or `None` at `http.max_websockets_per_ip`.
+    pub fn websocket_slot(&self, ip: IpAddr) -> Option<WebSocketSlot> {
+        let mut map = self
+            .inner
+            .websockets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.inner.config.http.max_websockets_per_ip {
+            metrics::counter!("roomcast_http_refused_total", "reason" => "max_websockets_per_ip")
+                .increment(1);
+            return None;
+        }
+        *n += 1;
+        Some(WebSocketSlot {
+            state: self.clone(),
+            ip,
+        })
+    }
+
     /// HLS players seen per room.
     pub fn hls_viewers(&self) -> &crate::viewers::HlsViewers {
         &self.inner.hls_viewers
+    }
+}
+
+/// One chat WebSocket's place in the per-address count, given back on drop.
+pub struct WebSocketSlot {
+    state: AppState,
+    ip: IpAddr,
+}
+
+impl Drop for WebSocketSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .state
+            .inner
+            .websockets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -109,6 +157,8 @@ pub enum AppError {
     NotFound(&'static str),
     /// A malformed or out-of-range LL-HLS delivery directive.
     BadQuery(String),
+    /// A per-client limit was reached.
+    TooMany(&'static str),
     /// Something failed on our side.
     Internal(anyhow::Error),
 }
@@ -119,6 +169,7 @@ impl IntoResponse for AppError {
             AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.to_owned()),
             AppError::NotFound(m) => (StatusCode::NOT_FOUND, m.to_owned()),
             AppError::BadQuery(m) => (StatusCode::BAD_REQUEST, m),
+            AppError::TooMany(m) => (StatusCode::TOO_MANY_REQUESTS, m.to_owned()),
             AppError::Internal(e) => {
                 tracing::error!(error = %format!("{e:#}"), "internal error answering a request");
                 (
@@ -252,8 +303,8 @@ async fn hls(
     // until it does, so it arrives the moment the part is complete.
     if matches!(live.part_state(&file), PartState::Pending) {
         let limit = live.hold_limit();
-        let _held = HeldRequest::new();
-        let ready = live.wait_for(limit, |r| r.get(&file).is_some()).await;
+        let held = HeldRequest::new(&st);
+        let ready = held.is_some() && live.wait_for(limit, |r| r.get(&file).is_some()).await;
         if ready && let Some(resource) = live.get(&file) {
             return Ok(resource_response(resource));
         }
@@ -265,17 +316,29 @@ async fn hls(
 
 /// Counts a held request for as long as it lives. A guard rather than a decrement after the
 /// await, because a client that goes away drops the handler's future mid-await.
-struct HeldRequest;
+struct HeldRequest {
+    count: Arc<AtomicUsize>,
+}
 
 impl HeldRequest {
-    fn new() -> Self {
+    /// A place among the held requests, or `None` at `http.max_held_requests`.
+    fn new(st: &AppState) -> Option<Self> {
+        let count = st.inner.held.clone();
+        let max = st.inner.config.http.max_held_requests;
+        if count.fetch_add(1, Ordering::AcqRel) >= max {
+            count.fetch_sub(1, Ordering::AcqRel);
+            metrics::counter!("roomcast_http_refused_total", "reason" => "max_held_requests")
+                .increment(1);
+            return None;
+        }
         metrics::gauge!("roomcast_hls_held_requests").increment(1.0);
-        HeldRequest
+        Some(HeldRequest { count })
     }
 }
 
 impl Drop for HeldRequest {
     fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
         metrics::gauge!("roomcast_hls_held_requests").decrement(1.0);
     }
 }
@@ -296,11 +359,12 @@ async fn media_playlist(
             // Held until the asked-for part exists. At the hold limit the current playlist is
             // answered (200): hls.js simply asks again, where a 503 would count toward its
             // retry budget and can end playback.
-            let _held = HeldRequest::new();
+            let held = HeldRequest::new(st);
             let limit = live.hold_limit();
-            let ready = live
-                .wait_for(limit, |r| !matches!(r.check(&request), Readiness::Wait))
-                .await;
+            let ready = held.is_some()
+                && live
+                    .wait_for(limit, |r| !matches!(r.check(&request), Readiness::Wait))
+                    .await;
             if !ready {
                 metrics::counter!("roomcast_hls_hold_timeouts_total").increment(1);
             }

@@ -5,6 +5,7 @@ pub mod chat_glue;
 pub mod chat_ws;
 pub mod config;
 pub mod http;
+pub mod listener;
 pub mod rooms;
 pub mod serve;
 pub mod telemetry;

@@ -167,13 +167,12 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     // chat sockets (upgraded connections, which hyper's graceful shutdown does not track) must
     // get their close frames first.
     let http_stop = CancellationToken::new();
-    let http_stopped = http_stop.clone();
-    let server = axum::serve(
+    let server = tokio::spawn(crate::listener::serve(
         http_listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { http_stopped.cancelled().await });
-    let server = tokio::spawn(async move { server.await });
+        app,
+        config.http.listener_limits(),
+        http_stop.clone(),
+    ));
 
     wait_for_signal().await;
     info!("shutting down");
@@ -196,12 +195,8 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     chat.shutdown().await;
     // 4. HTTP: no new connections; in-flight requests get a bounded time to finish.
     http_stop.cancel();
-    let grace = Duration::from_millis(config.http.shutdown_grace_ms);
-    if tokio::time::timeout(grace, server).await.is_err() {
-        warn!(
-            grace_ms = config.http.shutdown_grace_ms,
-            "HTTP requests still in flight after the grace period; closing them"
-        );
+    if let Err(e) = server.await {
+        warn!(error = %e, "HTTP server task failed");
     }
     // 5. The database last.
     store.close().await;

@@ -22,8 +22,11 @@ pub mod protocol;
 pub mod publisher;
 mod server;
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use roomcast_hub::Hub;
@@ -44,6 +47,19 @@ pub struct IngestConfig {
     pub idle_timeout: Duration,
     /// Concurrent connections; beyond it a connection is accepted and closed at once.
     pub max_connections: usize,
+    /// Concurrent connections from one IP address (IPv4-mapped IPv6 addresses count as their
+    /// IPv4 address); beyond it a connection is accepted and closed at once, so one host
+    /// cannot take every slot of `max_connections`.
+    pub max_connections_per_ip: usize,
+    /// Concurrent publishing sessions across all rooms. A publish beyond it is refused with
+    /// `NetStream.Publish.Failed` ("server is at its publisher limit") and the connection is
+    /// closed. A publish that takes over a live room is not refused: it waits (at most
+    /// `write_timeout`) for the slot of the publisher it replaces.
+    pub max_publishers: usize,
+    /// A connection that has not started publishing this long after it was accepted is closed
+    /// (and again this long after a publish it ended itself). Together with the refusal of
+    /// `play`, a client that connects and keeps pinging cannot hold a slot for ever.
+    pub publish_deadline: Duration,
     /// Largest RTMP message length a chunk header may announce; a larger one closes the
     /// connection. A 1080p keyframe is a few hundred kilobytes.
     pub max_message_size: u32,
@@ -77,6 +93,9 @@ impl Default for IngestConfig {
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(10),
             max_connections: 1000,
+            max_connections_per_ip: 10,
+            max_publishers: 100,
+            publish_deadline: Duration::from_secs(10),
             max_message_size: 8 * 1024 * 1024,
             max_chunk_size: 16 * 1024 * 1024,
             out_chunk_size: 4096,
@@ -131,6 +150,57 @@ pub trait PublishAuth: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Grant>, AuthError>> + Send;
 }
 
+/// Live counts of one ingest server: connections, publishers, connections per IP address.
+///
+/// Cheap to clone (the clones share the counts). Give each [`serve_with_stats`] its own: the
+/// per-IP counts are the ones `max_connections_per_ip` is checked against.
+///
+/// A connection is counted from its accept until its task has ended (close linger included),
+/// so [`connections`](Self::connections) returning to 0 means no connection task is left.
+/// The same number is the gauge `roomcast_ingest_connections`; publishers are the gauge
+/// `roomcast_ingest_publishers`.
+#[derive(Debug, Clone, Default)]
+pub struct IngestStats(Arc<StatsInner>);
+
+#[derive(Debug, Default)]
+struct StatsInner {
+    connections: AtomicUsize,
+    publishers: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl IngestStats {
+    /// New, all counts at 0.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Connection tasks alive: accepted (and not refused at once) and not yet ended.
+    pub fn connections(&self) -> usize {
+        self.0.connections.load(Ordering::SeqCst)
+    }
+
+    /// Publishing sessions: the ones `max_publishers` counts.
+    pub fn publishers(&self) -> usize {
+        self.0.publishers.load(Ordering::SeqCst)
+    }
+
+    /// Connections alive from `ip` (an IPv4-mapped IPv6 address counts as its IPv4 address).
+    pub fn connections_from(&self, ip: IpAddr) -> usize {
+        let per_ip = self.0.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        per_ip.get(&ip.to_canonical()).copied().unwrap_or(0)
+    }
+
+    /// Addresses with at least one connection alive (the per-IP table never outgrows this).
+    pub fn addresses(&self) -> usize {
+        self.0
+            .per_ip
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+}
+
 /// Accepts RTMP connections on `listener` until `shutdown` is cancelled, one task per
 /// connection. Then it stops accepting, every publisher gets an RTMP status
 /// (`NetStream.Unpublish.Success`) before its socket is closed, and this returns once every
@@ -145,5 +215,17 @@ pub async fn serve<A: PublishAuth>(
     hub: Hub,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    server::serve(listener, config, auth, hub, shutdown).await
+    serve_with_stats(listener, config, auth, hub, shutdown, IngestStats::new()).await
+}
+
+/// [`serve`], keeping its live counts in `stats` for the caller to read.
+pub async fn serve_with_stats<A: PublishAuth>(
+    listener: TcpListener,
+    config: IngestConfig,
+    auth: Arc<A>,
+    hub: Hub,
+    shutdown: CancellationToken,
+    stats: IngestStats,
+) -> std::io::Result<()> {
+    server::serve(listener, config, auth, hub, shutdown, stats).await
 }

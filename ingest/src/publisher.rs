@@ -582,16 +582,22 @@ impl Connection {
         }
     }
 
-    /// Ends the publish like an encoder that stops: `deleteStream`, then our FIN, then waits
-    /// for the server to close.
-    pub async fn finish(&mut self) -> Result<(), PublishError> {
+    /// Sends `deleteStream` for the publishing stream and keeps the connection open, like a
+    /// client that stops streaming but stays connected.
+    pub async fn stop_publishing(&mut self) -> Result<(), PublishError> {
         if let Some(session) = self.session.as_mut() {
             let results = session
                 .stop_publishing()
                 .map_err(|e| PublishError::Protocol(e.to_string()))?;
             self.push_results(results);
         }
-        self.flush().await?;
+        self.flush().await
+    }
+
+    /// Ends the publish like an encoder that stops: `deleteStream`, then our FIN, then waits
+    /// for the server to close.
+    pub async fn finish(&mut self) -> Result<(), PublishError> {
+        self.stop_publishing().await?;
         self.stream.shutdown().await.map_err(io("shutdown"))?;
         self.wait_closed(STEP_TIMEOUT).await?;
         Ok(())

@@ -11,17 +11,17 @@ use roomcast_hub::{Hub, KickReason, Publisher};
 use roomcast_media::flv::{FlvError, TagDemuxer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span, debug, error, info, info_span, warn};
 
-use crate::limit::LogLimiter;
+use crate::limit::{ConnSlot, LogLimiter, PublisherSlot, Refusal};
 use crate::protocol::{
     Event, MediaKind, ProtocolConfig, ProtocolError, ServerProtocol, StreamName,
 };
-use crate::{AuthError, IngestConfig, PublishAuth};
+use crate::{AuthError, IngestConfig, IngestStats, PublishAuth};
 
 /// Read buffer growth step. A read never asks for less than a quarter of it.
 const READ_CHUNK: usize = 64 * 1024;
@@ -34,8 +34,17 @@ struct Shared<A> {
     auth: Arc<A>,
     hub: Hub,
     shutdown: CancellationToken,
+    stats: IngestStats,
+    /// `max_publishers` permits, one per publishing session.
+    publishers: Arc<Semaphore>,
     /// Refused connections (max_connections) and accept errors.
     refused_log: LogLimiter,
+    /// Connections refused by `max_connections_per_ip`.
+    per_ip_log: LogLimiter,
+    /// Publishes refused by `max_publishers`.
+    publishers_log: LogLimiter,
+    /// Connections closed by `publish_deadline`.
+    deadline_log: LogLimiter,
     /// Failed handshakes: scanners and other non-RTMP clients.
     handshake_log: LogLimiter,
     /// Connections closed for bad input or a limit after the handshake.
@@ -48,13 +57,21 @@ pub(crate) async fn serve<A: PublishAuth>(
     auth: Arc<A>,
     hub: Hub,
     shutdown: CancellationToken,
+    stats: IngestStats,
 ) -> io::Result<()> {
     let interval = config.log_interval;
     let shared = Arc::new(Shared {
         auth,
         hub,
         shutdown,
+        stats,
+        publishers: Arc::new(Semaphore::new(
+            config.max_publishers.min(Semaphore::MAX_PERMITS),
+        )),
         refused_log: LogLimiter::new(interval),
+        per_ip_log: LogLimiter::new(interval),
+        publishers_log: LogLimiter::new(interval),
+        deadline_log: LogLimiter::new(interval),
         handshake_log: LogLimiter::new(interval),
         error_log: LogLimiter::new(interval),
         config,
@@ -68,6 +85,9 @@ pub(crate) async fn serve<A: PublishAuth>(
         addr = ?listener.local_addr().ok(),
         app = %shared.config.app,
         max_connections = shared.config.max_connections,
+        max_connections_per_ip = shared.config.max_connections_per_ip,
+        max_publishers = shared.config.max_publishers,
+        publish_deadline = ?shared.config.publish_deadline,
         "RTMP ingest listening"
     );
     loop {
@@ -79,8 +99,14 @@ pub(crate) async fn serve<A: PublishAuth>(
                 Ok((stream, peer)) => {
                     next_id += 1;
                     metrics::counter!("roomcast_ingest_connections_total").increment(1);
-                    match Arc::clone(&permits).try_acquire_owned() {
-                        Ok(permit) => {
+                    let admitted = crate::limit::admit(
+                        &shared.stats,
+                        peer.ip(),
+                        shared.config.max_connections_per_ip,
+                        &permits,
+                    );
+                    match admitted {
+                        Ok(slot) => {
                             let span = info_span!(
                                 "rtmp",
                                 conn_id = next_id,
@@ -88,20 +114,11 @@ pub(crate) async fn serve<A: PublishAuth>(
                                 room = tracing::field::Empty,
                             );
                             tasks.spawn(
-                                connection(Arc::clone(&shared), stream, peer, permit).instrument(span),
+                                connection(Arc::clone(&shared), stream, peer, slot).instrument(span),
                             );
                         }
-                        Err(_) => {
-                            metrics::counter!("roomcast_ingest_refused_total", "reason" => "max_connections")
-                                .increment(1);
-                            if let Some(suppressed) = shared.refused_log.allow(std::time::Instant::now()) {
-                                warn!(
-                                    %peer,
-                                    limit = shared.config.max_connections,
-                                    suppressed,
-                                    "connection refused: max_connections reached"
-                                );
-                            }
+                        Err(refusal) => {
+                            refused(&shared, refusal, peer);
                             drop(stream);
                         }
                     }
@@ -131,6 +148,31 @@ pub(crate) async fn serve<A: PublishAuth>(
     }
     info!("RTMP ingest stopped");
     Ok(())
+}
+
+/// Counts and (rate-limited) logs a connection refused at accept.
+fn refused<A>(shared: &Shared<A>, refusal: Refusal, peer: SocketAddr) {
+    let (reason, limit, log) = match refusal {
+        Refusal::Global => (
+            "max_connections",
+            shared.config.max_connections,
+            &shared.refused_log,
+        ),
+        Refusal::PerIp => (
+            "max_connections_per_ip",
+            shared.config.max_connections_per_ip,
+            &shared.per_ip_log,
+        ),
+    };
+    metrics::counter!("roomcast_ingest_refused_total", "reason" => reason).increment(1);
+    if let Some(suppressed) = log.allow(std::time::Instant::now()) {
+        warn!(
+            %peer,
+            limit,
+            suppressed,
+            "connection refused: {reason} reached"
+        );
+    }
 }
 
 /// `now + d`, saturating: a configured "forever" must not overflow the clock.
@@ -180,6 +222,8 @@ enum ConnError {
     },
     #[error("nothing received for {0:?} (idle_timeout)")]
     Idle(Duration),
+    #[error("no publish started within {0:?} (publish_deadline)")]
+    PublishDeadline(Duration),
     #[error("a write to the client did not complete within {0:?} (write_timeout)")]
     WriteTimeout(Duration),
     #[error("I/O: {0}")]
@@ -197,6 +241,7 @@ impl ConnError {
             ConnError::HandshakeEof { .. } => "handshake_eof",
             ConnError::Handshake { .. } => "handshake",
             ConnError::Idle(_) => "idle_timeout",
+            ConnError::PublishDeadline(_) => "publish_deadline",
             ConnError::WriteTimeout(_) => "write_timeout",
             ConnError::Io(_) => "io",
             ConnError::Protocol(p) => match p {
@@ -250,6 +295,8 @@ fn policy(e: &FlvError) -> Policy {
 /// An authorised publish on this connection.
 struct Publish {
     publisher: Publisher,
+    /// Dropped after `publisher`: the room is offline by the time the slot is free.
+    _slot: PublisherSlot,
     demuxer: TagDemuxer,
     stream_id: u32,
     room: String,
@@ -261,6 +308,8 @@ struct Conn<A> {
     stream: TcpStream,
     buf: BytesMut,
     publish: Option<Publish>,
+    /// When the connection is closed unless a publish has started (`publish_deadline`).
+    publish_by: Instant,
     /// Dropped media and messages on this connection.
     drop_log: LogLimiter,
 }
@@ -269,26 +318,27 @@ async fn connection<A: PublishAuth>(
     shared: Arc<Shared<A>>,
     stream: TcpStream,
     peer: SocketAddr,
-    _permit: OwnedSemaphorePermit,
+    // Released however this task ends; a panic unwinds through it too.
+    _slot: ConnSlot,
 ) {
-    metrics::gauge!("roomcast_ingest_connections").increment(1.0);
     debug!("connection accepted");
     // Status messages and acknowledgements are small and should not wait for Nagle.
     if let Err(e) = stream.set_nodelay(true) {
         debug!(error = %e, %peer, "cannot set TCP_NODELAY");
     }
     let interval = shared.config.log_interval;
+    let publish_by = deadline_in(shared.config.publish_deadline);
     let mut conn = Conn {
         shared,
         stream,
         buf: BytesMut::new(),
         publish: None,
+        publish_by,
         drop_log: LogLimiter::new(interval),
     };
     let end = conn.run().await;
     conn.log_end(&end);
     conn.close().await;
-    metrics::gauge!("roomcast_ingest_connections").decrement(1.0);
 }
 
 async fn kicked(publish: &Option<Publish>) -> KickReason {
@@ -354,10 +404,14 @@ impl<A: PublishAuth> Conn<A> {
         let mut received = 0usize;
         let mut first = Vec::with_capacity(HANDSHAKE_EXCERPT);
         self.buf.reserve(8 * 1024);
+        let publish_deadline = self.shared.config.publish_deadline;
         loop {
             let read = tokio::select! {
                 biased;
                 () = self.shared.shutdown.cancelled() => return Ok(Some(End::Shutdown)),
+                () = tokio::time::sleep_until(self.publish_by) => {
+                    return Err(ConnError::PublishDeadline(publish_deadline));
+                }
                 r = timeout_at(deadline, self.stream.read_buf(&mut self.buf)) => r,
             };
             let n = read.map_err(|_| ConnError::HandshakeTimeout { after, received })??;
@@ -402,6 +456,10 @@ impl<A: PublishAuth> Conn<A> {
         let idle_timeout = self.shared.config.idle_timeout;
         let idle = tokio::time::sleep_until(deadline_in(idle_timeout));
         tokio::pin!(idle);
+        let publish_deadline = self.shared.config.publish_deadline;
+        let unpublished = tokio::time::sleep_until(self.publish_by);
+        tokio::pin!(unpublished);
+        let mut was_publishing = self.publish.is_some();
         loop {
             if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
                 self.buf.reserve(READ_CHUNK);
@@ -411,6 +469,9 @@ impl<A: PublishAuth> Conn<A> {
                 () = self.shared.shutdown.cancelled() => return Ok(End::Shutdown),
                 reason = kicked(&self.publish) => return Ok(End::Kicked(reason)),
                 () = &mut idle => return Err(ConnError::Idle(idle_timeout)),
+                () = &mut unpublished, if self.publish.is_none() => {
+                    return Err(ConnError::PublishDeadline(publish_deadline));
+                }
                 read = self.stream.read_buf(&mut self.buf) => {
                     let n = read?;
                     if n == 0 {
@@ -424,6 +485,12 @@ impl<A: PublishAuth> Conn<A> {
                     self.flush(proto).await?;
                 }
             }
+            // A client that ended its publish and stays gets the same time to start another.
+            let publishing = self.publish.is_some();
+            if was_publishing && !publishing {
+                unpublished.as_mut().reset(deadline_in(publish_deadline));
+            }
+            was_publishing = publishing;
         }
     }
 
@@ -539,10 +606,44 @@ impl<A: PublishAuth> Conn<A> {
         };
         match verdict {
             Ok(Some(grant)) => {
+                let permits = &self.shared.publishers;
+                let permit = Arc::clone(permits).try_acquire_owned().ok();
+                // At the limit, a publish that takes over a live room (an encoder reconnecting
+                // while its old connection lingers) adds no session: it is let through and
+                // waits below for the slot of the publisher it replaces.
+                let takeover = permit.is_none() && self.shared.hub.is_live(&grant.room);
+                if permit.is_none() && !takeover {
+                    return Ok(Some(self.at_publisher_limit(proto, stream_id, &grant.room)));
+                }
                 // The session first: if it refuses (a publish on a stream never created), the
                 // room's current publisher must not have been kicked for nothing.
                 proto.accept_publish(request_id, stream_id)?;
                 let publisher = self.shared.hub.publish(&grant.room, grant.credential);
+                let permit = match permit {
+                    Some(p) => p,
+                    None => {
+                        // The publisher kicked just now frees its slot as its connection closes,
+                        // within its write timeout.
+                        let wait = self.shared.config.write_timeout;
+                        let acquired = tokio::select! {
+                            biased;
+                            () = self.shared.shutdown.cancelled() => return Ok(Some(End::Shutdown)),
+                            r = timeout(wait, Arc::clone(permits).acquire_owned()) => r,
+                        };
+                        match acquired {
+                            Ok(Ok(p)) => p,
+                            _ => {
+                                drop(publisher);
+                                return Ok(Some(self.at_publisher_limit(
+                                    proto,
+                                    stream_id,
+                                    &grant.room,
+                                )));
+                            }
+                        }
+                    }
+                };
+                let slot = PublisherSlot::new(&self.shared.stats, permit);
                 Span::current().record("room", grant.room.as_str());
                 info!(
                     room = %grant.room,
@@ -553,6 +654,7 @@ impl<A: PublishAuth> Conn<A> {
                 metrics::counter!("roomcast_ingest_publishes_total").increment(1);
                 self.publish = Some(Publish {
                     publisher,
+                    _slot: slot,
                     demuxer: TagDemuxer::new(),
                     stream_id,
                     room: grant.room,
@@ -587,6 +689,28 @@ impl<A: PublishAuth> Conn<A> {
                 Ok(Some(End::Refused))
             }
         }
+    }
+
+    /// Refuses a publish because `max_publishers` sessions are live: queues the status, counts
+    /// and (rate-limited) logs it.
+    fn at_publisher_limit(&self, proto: &mut ServerProtocol, stream_id: u32, room: &str) -> End {
+        proto.send_status(
+            stream_id,
+            "error",
+            "NetStream.Publish.Failed",
+            "server is at its publisher limit",
+        );
+        metrics::counter!("roomcast_ingest_refused_total", "reason" => "max_publishers")
+            .increment(1);
+        if let Some(suppressed) = self.shared.publishers_log.allow(std::time::Instant::now()) {
+            warn!(
+                %room,
+                limit = self.shared.config.max_publishers,
+                suppressed,
+                "publish refused: max_publishers reached"
+            );
+        }
+        End::Refused
     }
 
     fn media(
@@ -670,7 +794,9 @@ impl<A: PublishAuth> Conn<A> {
             End::Error(e) => {
                 metrics::counter!("roomcast_ingest_closed_total", "reason" => e.kind())
                     .increment(1);
-                let limiter = if e.is_handshake() {
+                let limiter = if matches!(e, ConnError::PublishDeadline(_)) {
+                    &self.shared.deadline_log
+                } else if e.is_handshake() {
                     &self.shared.handshake_log
                 } else {
                     &self.shared.error_log

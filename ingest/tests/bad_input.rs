@@ -42,6 +42,8 @@ fn config() -> IngestConfig {
     IngestConfig {
         handshake_timeout: Duration::from_millis(300),
         idle_timeout: Duration::from_millis(500),
+        // Every client here is 127.0.0.1, up to 40 at a time.
+        max_connections_per_ip: 1000,
         ..IngestConfig::default()
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! MediaEvent ─▶ start gate ─▶ per-track timing ─▶ hold one frame ─▶ parts (moof+mdat) ─▶ segments
-//!               (configs,      (repair, 90 kHz /    (its duration is   (≤ part_target)    (cut at the first
+//!               (configs,      (repair, 90 kHz /    (its duration is   (≤ PART-TARGET)    (cut at the first
 //!                keyframe)      sample-rate clock)   the next's dts)                       keyframe ≥ target)
 //! ```
 //!
@@ -14,10 +14,30 @@
 //! A segment starts at a video keyframe (audio-only: at an audio frame) and is cut at the first
 //! keyframe at or after [`PackagerConfig::target_duration`] (10 ms of slack absorbs RTMP's
 //! millisecond rounding). Each segment is the concatenation of its parts; a part is one
-//! `moof`+`mdat` (a CMAF chunk) of at most [`PackagerConfig::part_target`], and its duration and
-//! whether it starts with a keyframe are kept for LL-HLS ([`Packager::segment_info`]). The video
-//! track (else audio) decides cuts and durations; the other track's samples go to the part whose
-//! time range they start in, waiting at most 1 s of media for a lagging track.
+//! `moof`+`mdat` (a CMAF chunk) of at most [`Packager::part_target`] (`PART-TARGET`: the
+//! configured part target rounded to whole frames when the first publish starts, then fixed),
+//! and its duration and whether it starts with a keyframe are kept for LL-HLS
+//! ([`Packager::segment_info`]). The video track (else audio) decides cuts and durations; the
+//! other track's samples go to the part whose time range they start in, waiting at most 1 s of
+//! media for a lagging track.
+//!
+//! A part is written as soon as its content is known: when the frame after its last one
+//! arrives (that frame's timestamp is the last one's end) and starts a segment or would not fit,
+//! and the other track has reached the boundary. With a real-time publisher a part is
+//! fetchable one frame interval (plus at most one audio frame) after its last frame arrives.
+//!
+//! # Low-Latency HLS
+//! The media playlist carries every LL-HLS feature of draft-pantos-hls-rfc8216bis and Apple's
+//! authoring spec §14, and stays a valid plain HLS playlist for players without LL support
+//! (see the `playlist` module for its layout): `EXT-X-PART` for the recent segments and the
+//! segment being written, `EXT-X-PART-INF`, `EXT-X-SERVER-CONTROL` (blocking reload,
+//! `PART-HOLD-BACK` = 3 × `PART-TARGET`, `HOLD-BACK` = 3 and `CAN-SKIP-UNTIL` = 6 target
+//! durations), `EXT-X-PRELOAD-HINT` for the next part (and its init segment when a new one
+//! comes), delta updates (`EXT-X-SKIP`) and rendition reports. The server side asks:
+//! [`PlaylistRequest::parse`] for the delivery directives, [`Packager::check_request`] whether
+//! to answer, hold or refuse, [`Packager::media_playlist_for`] for the answer,
+//! [`Packager::part_state`] whether an unknown part is worth holding for, and
+//! [`Packager::hold_limit`] how long to hold.
 //!
 //! # Timing
 //! * Both tracks share one output timeline (video at 90 kHz, audio at its sample rate), anchored
@@ -63,9 +83,11 @@
 //! without a usable config are dropped with a `warn!` (once per publish, not per frame).
 
 mod fmp4;
+mod ll;
 mod naming;
 mod packager;
 mod playlist;
+mod request;
 mod time;
 
 use std::time::Duration;
@@ -73,6 +95,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use packager::Packager;
+pub use request::{PartState, PlaylistRequest, QueryError, Readiness, RenditionReport, Skip};
 
 /// Packager settings. Every value is clamped to something that works (see the fields).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,12 +104,23 @@ pub struct PackagerConfig {
     /// short enough for quick starts and a small live window, long enough that segment requests
     /// stay cheap. Clamped to 1–30 s.
     pub target_duration: Duration,
-    /// Parts (LL-HLS partial segments, one `moof`+`mdat` each) are at most this long. Default
-    /// 500 ms for now; the LL-HLS work tunes it. Clamped to 100 ms – `target_duration`.
+    /// Target duration of parts (LL-HLS Partial Segments, one `moof`+`mdat` each). The
+    /// playlist's `PART-TARGET` ([`Packager::part_target`]) is this rounded to the nearest whole
+    /// number of frames when the first publish starts (201 ms at 29.97 fps, 209 ms at 24), so
+    /// that parts are full: no part is longer than `PART-TARGET` and the spec wants every part
+    /// but a segment's first and last to be at least 85 % of it.
+    ///
+    /// Default 200 ms: 5 frames at 25 fps, 6 at 30, 10 at 50 and 12 at 60, all exact. hls.js in
+    /// low-latency mode (its default) plays `PART-HOLD-BACK` = 3 × 200 ms = 0.6 s behind the
+    /// live edge, leaving room under 1 s for the publish → part delay (one frame) and a
+    /// rebuffer-free margin of two parts; 250 ms would mean 0.75 s, 300 ms 0.9 s. Each viewer
+    /// makes five part and five playlist requests a second. Whole milliseconds; clamped to
+    /// 100 ms – `target_duration`.
     pub part_target: Duration,
-    /// Segments listed in the live playlist. Default 6; values below 6 are raised to 6 (players
-    /// need three target durations of back buffer plus room to join; the LL-HLS spec asks for
-    /// delta updates to skip only beyond 6 target durations).
+    /// Segments listed in the live playlist. Default 12; values below 12 are raised to 12. Delta
+    /// updates (`_HLS_skip`) may only skip segments more than `CAN-SKIP-UNTIL` = 6 target
+    /// durations from the end, so a 6-segment window could never skip anything; 12 lets every
+    /// delta update leave out about half of the playlist.
     pub window_segments: usize,
     /// Segments kept in memory beyond the window, so a slow client or CDN that read an older
     /// playlist can still fetch what it lists. Default 4.
@@ -101,8 +135,8 @@ impl Default for PackagerConfig {
     fn default() -> Self {
         Self {
             target_duration: Duration::from_secs(2),
-            part_target: Duration::from_millis(500),
-            window_segments: 6,
+            part_target: Duration::from_millis(200),
+            window_segments: MIN_WINDOW_SEGMENTS,
             retain_segments: 4,
             name_prefix: naming::default_prefix(),
         }
@@ -115,9 +149,9 @@ impl PackagerConfig {
         let target_duration = self
             .target_duration
             .clamp(Duration::from_secs(1), Duration::from_secs(30));
-        let part_target = self
-            .part_target
-            .clamp(Duration::from_millis(100), target_duration);
+        let part_target =
+            Duration::from_millis(u64::try_from(self.part_target.as_millis()).unwrap_or(u64::MAX))
+                .clamp(Duration::from_millis(100), target_duration);
         Self {
             target_duration,
             part_target,
@@ -128,8 +162,9 @@ impl PackagerConfig {
     }
 }
 
-/// The smallest live window the packager will list.
-pub const MIN_WINDOW_SEGMENTS: usize = 6;
+/// The smallest live window the packager will list: twice the delta-update skip boundary
+/// (`CAN-SKIP-UNTIL`, six target durations), so delta updates skip about half the playlist.
+pub const MIN_WINDOW_SEGMENTS: usize = 12;
 
 /// Name of the media playlist, as referenced by the multivariant playlist.
 pub const MEDIA_PLAYLIST_NAME: &str = "stream.m3u8";
@@ -247,6 +282,9 @@ pub struct SegmentInfo {
     pub parts: Vec<PartInfo>,
 }
 
+#[cfg(test)]
+#[path = "../tests/common/model.rs"]
+mod model;
 #[cfg(test)]
 #[path = "../tests/common/read.rs"]
 mod read;

@@ -33,6 +33,10 @@ const MAX_QUEUED_SAMPLES: usize = 4096;
 /// RTMP timestamps are rounded to the millisecond, so a keyframe exactly one target after the
 /// segment start may appear a millisecond early; this much slack keeps it the cut point.
 const CUT_TOLERANCE_MS: u64 = 10;
+/// When the held (newest) frame is guessed to be as long as the part's frames so far, a guess
+/// this much over the part target still waits for the real duration: millisecond timestamps
+/// make 30 fps frames 33 or 34 ms, and six of them still fill 200 ms exactly.
+const HELD_CUT_SLACK_MS: u64 = 2;
 /// The first segment fixes `EXT-X-TARGETDURATION`. With an encoder that sends keyframes rarely
 /// (or never) it is cut without a keyframe at this length so the target stays sane.
 const MAX_FIRST_SEGMENT_S: u64 = 10;
@@ -288,6 +292,8 @@ pub struct Packager {
     /// even with the same codecs (a new publisher's init gets a new name).
     new_init_required: bool,
     pub(crate) target_duration: Option<u64>,
+    /// `PART-TARGET`, fixed when the first publish starts (see `choose_part_target`).
+    part_target: Option<Duration>,
     next_fragment_seq: u32,
     warned: DropWarnings,
 }
@@ -324,6 +330,7 @@ impl Packager {
             evicted_discontinuities: 0,
             new_init_required: true,
             target_duration: None,
+            part_target: None,
             next_fragment_seq: 1,
             warned: DropWarnings::default(),
         }
@@ -642,16 +649,61 @@ impl Packager {
         )
     }
 
-    fn complete_segment(&self, msn: u64) -> Option<&Segment> {
+    pub(crate) fn complete_segment(&self, msn: u64) -> Option<&Segment> {
         let first = self.segments.front()?.msn;
         let index = usize::try_from(msn.checked_sub(first)?).ok()?;
         self.segments.get(index)
     }
 
-    fn open_segment(&self) -> Option<&Segment> {
+    /// The segment being written, if it has parts or not.
+    pub(crate) fn open_segment(&self) -> Option<&Segment> {
         match &self.phase {
             Phase::Running(r) => r.open.as_ref(),
             _ => None,
+        }
+    }
+
+    /// The segment being written, once it has a part (only then does the playlist show it).
+    pub(crate) fn open_with_parts(&self) -> Option<&Segment> {
+        self.open_segment().filter(|s| !s.parts.is_empty())
+    }
+
+    /// The newest part: (Media Sequence Number, Part Index) and its init generation.
+    pub(crate) fn last_part(&self) -> Option<((u64, u32), u32)> {
+        let segment = self.open_with_parts().or_else(|| self.segments.back())?;
+        let index = u32::try_from(segment.parts.len().checked_sub(1)?).unwrap_or(u32::MAX);
+        Some(((segment.msn, index), segment.init_gen))
+    }
+
+    /// Where the next part will be written (what `EXT-X-PRELOAD-HINT` names) and the init
+    /// generation it will use; `None` once the publish ended.
+    pub(crate) fn next_part(&self) -> Option<((u64, u32), u32)> {
+        if !self.live {
+            return None;
+        }
+        match &self.phase {
+            Phase::Running(running) => Some(match &running.open {
+                Some(open) => (
+                    (
+                        open.msn,
+                        u32::try_from(open.parts.len()).unwrap_or(u32::MAX),
+                    ),
+                    open.init_gen,
+                ),
+                None => ((self.next_msn, 0), running.init_gen),
+            }),
+            Phase::Starting(_) | Phase::Idle => {
+                // The next start reuses the newest init segment only after a resync with the
+                // same codecs (see `try_start`); a new publish or new codecs make a new one.
+                let reused = self
+                    .inits
+                    .back()
+                    .filter(|_| {
+                        !self.new_init_required && self.current_tracks == self.desired_tracks()
+                    })
+                    .map(|i| i.generation);
+                Some(((self.next_msn, 0), reused.unwrap_or(self.next_init_gen)))
+            }
         }
     }
 
@@ -911,6 +963,11 @@ impl Packager {
             .iter()
             .map(|c| self.new_track(c))
             .collect::<Vec<_>>();
+        if self.part_target.is_none()
+            && let Some(leader) = tracks.first()
+        {
+            self.part_target = Some(self.choose_part_target(leader));
+        }
         self.phase = Phase::Running(Running {
             tracks,
             configs,
@@ -1131,8 +1188,13 @@ impl Packager {
             return false;
         };
         let mut changed = false;
-        while let Some((index, cut)) = self.next_cut(&running, flush) {
-            changed |= self.write_part(&mut running, index, cut);
+        while let Some((index, cut, boundary)) = self.next_cut(&running, flush) {
+            if index == 0 {
+                // The open segment ends where its last part did (see `next_cut`).
+                changed |= self.close_segment(&mut running);
+            } else {
+                changed |= self.write_part(&mut running, index, cut, boundary);
+            }
         }
         if flush {
             changed |= self.close_segment(&mut running);
@@ -1141,8 +1203,19 @@ impl Packager {
         changed
     }
 
-    /// Where the next part ends in the first track's queue, if that is known yet.
-    fn next_cut(&self, running: &Running, flush: bool) -> Option<(usize, Cut)> {
+    /// Where the next part ends, if that is known yet: the number of first-track samples it
+    /// takes from the queue (0: no part, only the open segment ends), the kind of cut, and the
+    /// boundary (the decode time of the first sample after it; `None` for the final flush,
+    /// which takes everything).
+    ///
+    /// A part is cut as soon as its content is known, which is when the frame after its last one
+    /// arrives (that gives the last frame its duration): when that frame, still held, starts a
+    /// segment, or would not fit in the part. Whether it fits depends on its own duration, not
+    /// known yet; it is taken to be the mean of the part's frames so far, with a little slack
+    /// for millisecond jitter. When that guess wrongly says "fits", the part is cut one frame
+    /// later, once the duration is known (never longer than the part target); when it wrongly
+    /// says "does not fit", the part is one frame shorter than it could have been.
+    fn next_cut(&self, running: &Running, flush: bool) -> Option<(usize, Cut, Option<u64>)> {
         let leader = running.tracks.first()?;
         let first = leader.queue.front()?;
         let ts = leader.timescale;
@@ -1151,20 +1224,36 @@ impl Packager {
         };
         let tolerance = CUT_TOLERANCE_MS * u64::from(ts) / 1000;
         let target = ticks(self.config.target_duration);
-        let part_target = ticks(self.config.part_target);
+        let part_target = ticks(self.part_target_limit());
         let max_segment = self.max_segment_ticks(ts);
         let (segment_start, part_start, independent) = match &running.open {
             Some(open) => (open.start, running.part_start, open.independent),
             None => (first.dts, first.dts, first.sync),
         };
+        // A segment that had to start without a keyframe ends at the next one, however short,
+        // so segments are independent again as soon as possible.
+        let starts_segment = |s: &Sample| {
+            s.sync && (!independent || s.dts.saturating_sub(segment_start) + tolerance >= target)
+        };
+
+        // The first queued sample starts a part. If the guess about its duration made when it
+        // was held was wrong and it does not fit in the open segment after all, the segment
+        // ends before it (index 0: close it, write nothing).
+        if running.open.is_some()
+            && first
+                .dts
+                .saturating_add(u64::from(first.duration))
+                .saturating_sub(segment_start)
+                > max_segment
+        {
+            debug!("segment cut without a keyframe to respect the target duration");
+            return Some((0, Cut::Segment, Some(first.dts)));
+        }
 
         let mut cut = None;
         for (i, s) in leader.queue.iter().enumerate().skip(1) {
             let end = s.dts.saturating_add(u64::from(s.duration));
-            // A segment that had to start without a keyframe ends at the next one, however
-            // short, so segments are independent again as soon as possible.
-            if s.sync && (!independent || s.dts.saturating_sub(segment_start) + tolerance >= target)
-            {
+            if starts_segment(s) {
                 cut = Some((i, Cut::Segment));
                 break;
             }
@@ -1179,15 +1268,42 @@ impl Packager {
                 break;
             }
         }
+        if cut.is_none()
+            && !flush
+            && let Some(held) = &leader.held
+        {
+            // The held sample's end is unknown: at least one tick, probably the mean duration
+            // of the part's samples so far (all of the queue: it drains at every part).
+            let slack = HELD_CUT_SLACK_MS * u64::from(ts) / 1000;
+            let count = u64::try_from(leader.queue.len()).unwrap_or(u64::MAX).max(1);
+            let guess = (held.dts.saturating_sub(first.dts) / count).max(1);
+            let overflows = |start: u64, limit: u64| {
+                let offset = held.dts.saturating_sub(start);
+                offset >= limit || offset.saturating_add(guess) > limit.saturating_add(slack)
+            };
+            let index = leader.queue.len();
+            if starts_segment(held) {
+                cut = Some((index, Cut::Segment));
+            } else if overflows(segment_start, max_segment) {
+                debug!("segment cut without a keyframe to respect the target duration");
+                cut = Some((index, Cut::Segment));
+            } else if overflows(part_start, part_target) {
+                cut = Some((index, Cut::Part));
+            }
+        }
         let Some((index, cut)) = cut else {
-            return flush.then_some((leader.queue.len(), Cut::End));
+            return flush.then_some((leader.queue.len(), Cut::End, None));
         };
+        let boundary = leader
+            .queue
+            .get(index)
+            .or(leader.held.as_ref())
+            .map_or(0, |s| s.dts);
         if flush {
-            return Some((index, cut));
+            return Some((index, cut, Some(boundary)));
         }
         // Wait until the other track has everything before the boundary, unless the first track
         // is already far ahead (the other one stalled or stopped).
-        let boundary = leader.queue.get(index).map_or(0, |s| s.dts);
         let newest = leader.held.as_ref().map_or(boundary, |h| h.dts);
         let lead = newest.saturating_sub(boundary);
         let waited_enough = lead >= MAX_INTERLEAVE_MS * u64::from(ts) / 1000;
@@ -1196,7 +1312,7 @@ impl Packager {
                 .as_ref()
                 .is_some_and(|h| cmp_time(h.dts, t.timescale, boundary, ts) != Ordering::Less)
         });
-        (others_ready || waited_enough).then_some((index, cut))
+        (others_ready || waited_enough).then_some((index, cut, Some(boundary)))
     }
 
     /// The longest sample of the first track: one that fits in a segment whatever
@@ -1224,9 +1340,50 @@ impl Packager {
         }
     }
 
+    /// The part target parts are cut to: `PART-TARGET` once fixed, the configured one before.
+    pub(crate) fn part_target_limit(&self) -> Duration {
+        self.part_target.unwrap_or(self.config.part_target)
+    }
+
+    /// `PART-TARGET` for the playlist's life, chosen when the first publish starts: the
+    /// configured target rounded to whole frames of the first track. At 25, 30, 50 and 60 fps
+    /// 200 ms is whole frames and stays as it is. At 29.97 fps five frames make 166.8 ms and six
+    /// 200.2 ms: announcing 200 ms would make every part shorter than the 85 % of `PART-TARGET`
+    /// the spec requires of parts (§4.4.4.9), so the target becomes six frames, rounded up to
+    /// the millisecond (201 ms: millisecond timestamps make six frames 200 or 201 ms). Without a
+    /// known frame rate the configured target is used as it is. Later parts are cut to it, so
+    /// none is longer (a republish at another frame rate may get shorter parts).
+    fn choose_part_target(&self, leader: &Track) -> Duration {
+        let configured = self.config.part_target;
+        let frame_ticks = match leader.kind {
+            TrackKind::Audio => Some(f64::from(leader.samples_per_frame)),
+            TrackKind::Video => self
+                .frame_rate()
+                .map(|fps| f64::from(leader.timescale) / fps),
+        };
+        let Some(frame_ticks) = frame_ticks.filter(|t| t.is_finite() && *t >= 1.0) else {
+            return configured;
+        };
+        let timescale = f64::from(leader.timescale);
+        let frame_ms = frame_ticks * 1000.0 / timescale;
+        let frames = (configured.as_secs_f64() * 1000.0 / frame_ms)
+            .round()
+            .max(1.0);
+        // A hair of slack so that float error in e.g. 6 × 33.333… ms stays 200, not 201.
+        let ms = (frames * frame_ms - 1e-6).ceil().max(1.0);
+        let target = self.config.target_duration;
+        Duration::from_millis(ms as u64).min(target)
+    }
+
     /// Writes the first `index` samples of the first track, and the other tracks' samples that
-    /// start before the boundary, as one part.
-    fn write_part(&mut self, running: &mut Running, index: usize, cut: Cut) -> bool {
+    /// start before `boundary` (all of them without one), as one part.
+    fn write_part(
+        &mut self,
+        running: &mut Running,
+        index: usize,
+        cut: Cut,
+        boundary: Option<u64>,
+    ) -> bool {
         let Some(leader) = running.tracks.first_mut() else {
             return false;
         };
@@ -1235,7 +1392,6 @@ impl Packager {
             .queue
             .drain(..index.min(leader.queue.len()))
             .collect();
-        let boundary = leader.queue.front().map(|s| s.dts);
         let (Some(first), Some(last)) = (leader_samples.first(), leader_samples.last()) else {
             return false;
         };

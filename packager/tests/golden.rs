@@ -1,15 +1,18 @@
 //! Golden outputs for the 720p30 fixture (fixed wall clock, fixed name prefix): the init
-//! segment, the first segment, the first part, the first media playlist revision, the final
-//! media playlist and the multivariant playlist, compared byte for byte with the files under
-//! `tests/golden/720p30/`. Regenerate only on request: `UPDATE_GOLDEN=1 cargo test -p
-//! roomcast-packager --test golden`, then review the diff.
+//! segment, the first segment, the first part, the first media playlist revision, a live LL-HLS
+//! revision in the middle of a segment, the final media playlist, a delta update and the
+//! multivariant playlist, compared byte for byte with the files under `tests/golden/720p30/`.
+//! Regenerate only on request: `UPDATE_GOLDEN=1 cargo test -p roomcast-packager --test
+//! golden`, then review the diff.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::path::PathBuf;
 
-use roomcast_packager::Packager;
+use std::time::Duration;
+
+use roomcast_packager::{Packager, PlaylistRequest, Skip};
 
 const FIXTURE: &str = "h264-high-aac48k-720p30.flv";
 
@@ -48,12 +51,14 @@ fn check(name: &str, actual: &[u8]) {
     );
 }
 
-/// Runs the fixture, capturing the first media playlist revision on the way.
-fn run() -> (Packager, String) {
+/// Runs the fixture, capturing on the way the first media playlist revision and the live one
+/// when the third segment has five parts.
+fn run() -> (Packager, String, String) {
     let mut p = Packager::new(common::config("golden"));
     let start = common::epoch();
     p.begin_publish(start);
     let mut first_revision = None;
+    let mut live_revision = None;
     let mut now = start;
     for (event, at) in common::fixture_events(FIXTURE, start) {
         p.handle(&event, at);
@@ -61,26 +66,69 @@ fn run() -> (Packager, String) {
         if first_revision.is_none() && p.is_ready() {
             first_revision = p.media_playlist();
         }
+        if live_revision.is_none() && p.segment_info(2).is_some_and(|s| s.parts.len() == 5) {
+            live_revision = p.media_playlist();
+        }
     }
     p.end_publish(now);
-    (p, first_revision.unwrap())
+    (p, first_revision.unwrap(), live_revision.unwrap())
+}
+
+/// The fixture published three times, 10 s apart; the third publish is still live. Its delta
+/// update skips the first two segments (they end more than CAN-SKIP-UNTIL = 12 s before the
+/// end of the playlist).
+fn delta_update() -> String {
+    let mut p = Packager::new(common::config("golden"));
+    for publish in 0..3u64 {
+        let start = common::epoch() + Duration::from_secs(10 * publish);
+        p.begin_publish(start);
+        let mut now = start;
+        for (event, at) in common::fixture_events(FIXTURE, start) {
+            p.handle(&event, at);
+            now = at;
+        }
+        if publish < 2 {
+            p.end_publish(now);
+        }
+    }
+    let request = PlaylistRequest {
+        skip: Skip::Yes,
+        ..PlaylistRequest::default()
+    };
+    p.media_playlist_for(&request).unwrap()
 }
 
 #[test]
 fn golden_720p30() {
-    let (p, first_revision) = run();
+    let (p, first_revision, live_revision) = run();
     check("init.mp4", &p.get("golden-init-0.mp4").unwrap().to_bytes());
     check("seg0.m4s", &p.get("golden-0.m4s").unwrap().to_bytes());
     check("seg0.0.m4s", &p.get("golden-0.0.m4s").unwrap().to_bytes());
     check("stream-first.m3u8", first_revision.as_bytes());
+    check("stream-live.m3u8", live_revision.as_bytes());
     check("stream.m3u8", p.media_playlist().unwrap().as_bytes());
+    check("stream-delta.m3u8", delta_update().as_bytes());
     check("index.m3u8", p.multivariant_playlist().unwrap().as_bytes());
 }
 
 #[test]
+fn golden_playlists_are_valid_ll_hls() {
+    let (_, first_revision, live_revision) = run();
+    let first = common::model(&first_revision);
+    assert_eq!(first.complete().count(), 1);
+    assert_eq!(first.hints.len(), 1);
+    let live = common::model(&live_revision);
+    assert_eq!(live.open().map(|s| s.parts.len()), Some(5));
+    let delta = common::model(&delta_update());
+    assert_eq!(delta.skip, Some((2, None)));
+    assert_eq!(delta.media_sequence, 0);
+    assert_eq!(delta.complete().next().map(|s| s.msn), Some(2));
+}
+
+#[test]
 fn output_is_deterministic() {
-    let (a, _) = run();
-    let (b, _) = run();
+    let (a, _, _) = run();
+    let (b, _, _) = run();
     assert_eq!(a.media_playlist(), b.media_playlist());
     for name in [
         "golden-init-0.mp4",
@@ -96,13 +144,13 @@ fn output_is_deterministic() {
 /// golden change can see what moved.
 #[test]
 fn golden_segment_tree() {
-    let (p, _) = run();
+    let (p, _, _) = run();
     let segment = p.get("golden-0.m4s").unwrap().to_bytes();
     let fragments = common::read_fragments(&segment);
-    assert_eq!(fragments.len(), 4, "four 500 ms parts");
+    assert_eq!(fragments.len(), 10, "ten 200 ms parts");
     assert_eq!(
         fragments.iter().map(|f| f.sequence).collect::<Vec<_>>(),
-        vec![1, 2, 3, 4]
+        (1..=10).collect::<Vec<_>>()
     );
     let video: Vec<_> = fragments
         .iter()

@@ -3,7 +3,9 @@
 //! never panic, and after every step everything the packager lists still holds together:
 //! playlists parse, every listed resource is fetchable and well-formed, sample durations are
 //! positive, and each track's decode time never goes backwards (and is exactly continuous
-//! between segments that are not separated by a discontinuity).
+//! between segments that are not separated by a discontinuity). The LL-HLS view holds too: tag
+//! order, parts within PART-TARGET, the preload hint, blocking-reload readiness and delta
+//! updates that are the full playlist minus its oldest segments.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -18,7 +20,7 @@ use proptest::test_runner::FileFailurePersistence;
 use roomcast_media::{
     AacConfig, AudioConfig, AvcConfig, Frame, MediaEvent, StreamMetadata, TrackKind, VideoConfig,
 };
-use roomcast_packager::{Packager, PackagerConfig};
+use roomcast_packager::{Packager, PackagerConfig, PlaylistRequest, Readiness, Skip};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -186,6 +188,8 @@ fn check(p: &Packager) {
     let parsed: m3u8_parser::m3u8::playlist::Playlist = mv.parse().unwrap();
     assert!(parsed.validate().is_ok(), "{mv}");
 
+    check_ll(p, &text);
+
     let segments = common::listed_segments(p);
     assert_eq!(segments.len(), status.segments);
     let mut ends: Ends = HashMap::new();
@@ -251,6 +255,97 @@ fn check(p: &Packager) {
                 seg.duration
             );
         }
+    }
+}
+
+/// The LL-HLS rules on whatever the packager lists.
+fn check_ll(p: &Packager, text: &str) {
+    let m = common::model(text);
+    let part_target = m.part_target.unwrap();
+    assert!((part_target - p.part_target().as_secs_f64()).abs() < 1e-9);
+    // Every part fits in PART-TARGET, unless it is a single frame longer than that (an input
+    // gap); every listed part is fetchable.
+    let mut leaders: HashMap<String, u32> = HashMap::new();
+    for segment in &m.segments {
+        let init = segment.map.clone().unwrap();
+        let leader = *leaders.entry(init.clone()).or_insert_with(|| {
+            let (_, moov) = common::read_init(&p.get(&init).unwrap().to_bytes());
+            common::tracks_of(&moov)
+                .into_iter()
+                .map(|(id, _, _)| id)
+                .min()
+                .unwrap()
+        });
+        for part in &segment.parts {
+            let bytes = p.get(&part.uri).unwrap().to_bytes();
+            if part.duration > part_target {
+                let frames: usize = common::read_fragments(&bytes)
+                    .iter()
+                    .flat_map(|f| &f.runs)
+                    .filter(|r| r.track_id == leader)
+                    .map(|r| r.samples.len())
+                    .sum();
+                assert_eq!(frames, 1, "{part:?} longer than PART-TARGET\n{text}");
+            }
+        }
+    }
+    // The hint names the next part, which is worth waiting for; the last part is there.
+    let status = p.status();
+    if m.endlist {
+        assert!(status.ended);
+    } else {
+        let part_hints: Vec<_> = m.hints.iter().filter(|(t, _)| t == "PART").collect();
+        assert_eq!(part_hints.len(), 1, "{text}");
+        assert_eq!(
+            p.part_state(&part_hints[0].1),
+            roomcast_packager::PartState::Pending
+        );
+    }
+    let (last_msn, last) = *m.parts().last().unwrap();
+    let last_index = last
+        .uri
+        .rsplit_once('.')
+        .and_then(|(stem, _)| stem.rsplit_once('.'))
+        .and_then(|(_, i)| i.parse::<u32>().ok())
+        .unwrap();
+    let ask = |msn: u64, part: Option<u32>| {
+        p.check_request(&PlaylistRequest {
+            msn: Some(msn),
+            part,
+            skip: Skip::No,
+        })
+    };
+    assert_eq!(ask(last_msn, Some(last_index)), Readiness::Ready);
+    if !m.endlist {
+        assert_eq!(ask(last_msn, Some(last_index + 1)), Readiness::Wait);
+        let last_complete = status.last_msn.unwrap();
+        assert!(matches!(
+            ask(last_complete + 3, None),
+            Readiness::Invalid(_)
+        ));
+    }
+    // A delta update is the full playlist with its oldest segments replaced by EXT-X-SKIP.
+    let delta = p
+        .media_playlist_for(&PlaylistRequest {
+            skip: Skip::Yes,
+            ..PlaylistRequest::default()
+        })
+        .unwrap();
+    let d = common::model(&delta);
+    let skipped = d.skip.map_or(0, |(n, _)| n as usize);
+    assert_eq!(d.segments.len() + skipped, m.segments.len());
+    assert_eq!(d.media_sequence, m.media_sequence);
+    assert_eq!(d.discontinuity_sequence, m.discontinuity_sequence);
+    for (a, b) in d.segments.iter().zip(&m.segments[skipped..]) {
+        assert_eq!((a.msn, &a.uri, &a.parts), (b.msn, &b.uri, &b.parts));
+    }
+    if skipped > 0 {
+        let boundary = m.server_control.unwrap().can_skip_until.unwrap();
+        let after: f64 = m.segments[skipped..].iter().map(|s| s.duration).sum();
+        let last_skipped = &m.segments[skipped - 1];
+        assert!(after > boundary - 0.002, "{after} {boundary}");
+        assert!(after - m.segments[skipped].duration <= boundary + 0.002);
+        assert!(last_skipped.uri.is_some());
     }
 }
 

@@ -77,6 +77,12 @@ pub struct RtmpConfig {
     pub idle_timeout_ms: u64,
     /// Concurrent RTMP connections at most.
     pub max_connections: usize,
+    /// Concurrent RTMP connections from one client address at most.
+    pub max_connections_per_ip: usize,
+    /// Concurrent publishing sessions across all rooms at most (a takeover is always allowed).
+    pub max_publishers: usize,
+    /// Milliseconds a connection may take from accept to starting to publish.
+    pub publish_deadline_ms: u64,
     /// Largest RTMP message accepted, bytes.
     pub max_message_size: u32,
     /// Largest chunk size a peer may set, bytes.
@@ -97,6 +103,9 @@ impl Default for RtmpConfig {
             handshake_timeout_ms: 5_000,
             idle_timeout_ms: 10_000,
             max_connections: 1_000,
+            max_connections_per_ip: 10,
+            max_publishers: 100,
+            publish_deadline_ms: 10_000,
             max_message_size: 8 * 1024 * 1024,
             max_chunk_size: 16 * 1024 * 1024,
             out_chunk_size: 4096,
@@ -173,9 +182,10 @@ pub struct HlsConfig {
     /// Target segment duration in milliseconds; a segment is cut at the first keyframe at or
     /// after it.
     pub target_duration_ms: u64,
-    /// Target duration of LL-HLS parts in milliseconds.
+    /// Target duration of LL-HLS parts in milliseconds (rounded to whole frames at the first
+    /// publish). hls.js aims at PART-HOLD-BACK = 3 parts behind live.
     pub part_target_ms: u64,
-    /// Segments listed in the live playlist (at least 6).
+    /// Segments listed in the live playlist (at least 12).
     pub window_segments: usize,
     /// Segments kept in memory after they leave the playlist, for slow players.
     pub retain_segments: usize,
@@ -188,8 +198,8 @@ impl Default for HlsConfig {
     fn default() -> Self {
         Self {
             target_duration_ms: 2_000,
-            part_target_ms: 500,
-            window_segments: 6,
+            part_target_ms: 200,
+            window_segments: 12,
             retain_segments: 4,
             offline_grace_ms: 30_000,
         }
@@ -260,6 +270,9 @@ impl RtmpConfig {
             handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            max_publishers: self.max_publishers,
+            publish_deadline: Duration::from_millis(self.publish_deadline_ms),
             max_message_size: self.max_message_size,
             max_chunk_size: self.max_chunk_size,
             out_chunk_size: self.out_chunk_size,
@@ -319,8 +332,11 @@ impl Config {
         if self.hls.part_target_ms == 0 || self.hls.part_target_ms > self.hls.target_duration_ms {
             bail!("hls.part_target_ms must be between 1 and hls.target_duration_ms");
         }
-        if self.hls.window_segments < 6 {
-            bail!("hls.window_segments must be at least 6 (RFC 8216bis live window)");
+        if self.hls.window_segments < 12 {
+            bail!(
+                "hls.window_segments must be at least 12: LL-HLS delta updates skip segments \
+                 older than 6 target durations, so a shorter window would never skip any"
+            );
         }
         if self.rtmp.app.is_empty() {
             bail!("rtmp.app must not be empty");

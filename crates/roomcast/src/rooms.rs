@@ -59,7 +59,7 @@ pub struct LiveRoom {
     version: watch::Sender<u64>,
     /// The last rendered media playlists, by (version, delta update): when thousands of held
     /// requests wake for the same part, one renders and compresses, the rest share it.
-    playlists: Mutex<Vec<(u64, bool, RenderedPlaylist)>>,
+    playlists: Mutex<Vec<(u64, Skip, RenderedPlaylist)>>,
 }
 
 struct RoomState {
@@ -110,7 +110,7 @@ impl LiveRoom {
 
     /// The media playlist answering `request`, once the first segment exists.
     pub fn media_playlist(&self, request: &PlaylistRequest) -> Option<RenderedPlaylist> {
-        let delta = !matches!(request.skip, Skip::No);
+        let delta = request.skip;
         let version = *self.version.borrow();
         {
             let cache = lock(&self.playlists);

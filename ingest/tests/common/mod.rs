@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use roomcast_hub::{Hub, HubConfig, Received, RoomEvent};
 use roomcast_ingest::publisher::{PublishOptions, PublishReport, publish_flv};
-use roomcast_ingest::{AuthError, Grant, IngestConfig, PublishAuth};
+use roomcast_ingest::{AuthError, Grant, IngestConfig, IngestStats, PublishAuth};
 use roomcast_media::flv::{FlvReader, TagDemuxer};
 use roomcast_media::{AudioConfig, MediaEvent, TrackKind, VideoConfig};
 use tokio::net::TcpListener;
@@ -65,6 +65,7 @@ pub struct Server {
     pub hub: Hub,
     pub auth: Arc<FakeAuth>,
     pub shutdown: CancellationToken,
+    pub stats: IngestStats,
     pub task: JoinHandle<std::io::Result<()>>,
 }
 
@@ -74,25 +75,32 @@ impl Server {
     }
 
     pub async fn with_config(config: IngestConfig) -> Self {
+        Self::with_hub_capacity(config, 1 << 16).await
+    }
+
+    /// With `channel_capacity` media events per publish in the hub (each publish allocates
+    /// that many slots; the roomcast default is 1024).
+    pub async fn with_hub_capacity(config: IngestConfig, channel_capacity: usize) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let hub = Hub::new(HubConfig {
-            channel_capacity: 1 << 16,
-        });
+        let hub = Hub::new(HubConfig { channel_capacity });
         let auth = FakeAuth::with_defaults();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(roomcast_ingest::serve(
+        let stats = IngestStats::new();
+        let task = tokio::spawn(roomcast_ingest::serve_with_stats(
             listener,
             config,
             Arc::clone(&auth),
             hub.clone(),
             shutdown.clone(),
+            stats.clone(),
         ));
         Server {
             addr,
             hub,
             auth,
             shutdown,
+            stats,
             task,
         }
     }
@@ -104,6 +112,20 @@ impl Server {
             .expect("serve did not stop")
             .unwrap()
             .unwrap();
+    }
+
+    /// Waits (up to `within`) until `cond` holds; whether it did.
+    pub async fn wait_for(&self, within: Duration, cond: impl Fn(&Self) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if cond(self) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Waits until `room` is live.

@@ -10,7 +10,10 @@ use roomcast_media::MediaEvent;
 use roomcast_media::flv::{FlvReader, TagDemuxer};
 use roomcast_packager::{Packager, PackagerConfig};
 
+mod model;
 mod read;
+#[allow(unused_imports)]
+pub use model::*;
 pub use read::*;
 
 /// A fixed wall clock for deterministic output: 2024-05-01T12:00:00Z.

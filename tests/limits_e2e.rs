@@ -245,3 +245,98 @@ async fn stream_key_never_leaks_at_any_log_level() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_client_that_reads_nothing_is_dropped_without_stalling_the_room() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = server_with(
+        &[
+            "chat_limits.client_queue=256",
+            "chat_server.write_timeout_ms=1000",
+            "chat.chat_rate={max=100000,window_ms=1000}",
+            "chat.max_text_chars=4000",
+        ],
+        "info",
+    );
+    let url = format!("ws://{}/chat/main", server.http);
+    // The stalled viewer: a tiny receive buffer, and it never reads.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock.connect(server.http).await.unwrap();
+    let (stalled, _) = tokio_tungstenite::client_async(&url, stream).await.unwrap();
+    let (sender, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let (mut sender, mut echoes) = sender.split();
+    // The sender reads its echoes like any page does; only the stalled client does not.
+    let drain = tokio::spawn(async move { while let Some(Ok(_)) = echoes.next().await {} });
+    let (mut watcher, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+
+    // 12 MB in all: more than the kernel's socket buffers can hide.
+    let text = "x".repeat(3900);
+    let total = 3000;
+    let send = async {
+        for i in 0..total {
+            let m = serde_json::json!({"type": "chat", "text": format!("{i} {text}")});
+            sender
+                .send(Message::Text(m.to_string().into()))
+                .await
+                .unwrap();
+            // A busy room (about 1,000 messages a second, 4 MB/s to each reader), not one
+            // burst that no reader could absorb.
+            if i % 4 == 3 {
+                tokio::time::sleep(Duration::from_millis(4)).await;
+            }
+        }
+    };
+    // The healthy watcher keeps receiving every message while the stalled one is dropped.
+    let watch = async {
+        let mut got = 0;
+        while got < total {
+            match tokio::time::timeout(Duration::from_secs(20), watcher.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) if t.contains("\"type\":\"chat\"") => got += 1,
+                Ok(Some(Ok(_))) => {}
+                other => panic!("watcher stopped after {got}: {other:?}"),
+            }
+        }
+        got
+    };
+    let ((), got) = tokio::join!(send, watch);
+    assert_eq!(got, total);
+    drain.abort();
+
+    // Now read what the stalled client was sent: it ends early, with the slow-consumer close
+    // or a cut connection, never all 3000 messages.
+    let (_, mut rx) = stalled.split();
+    let mut chats = 0;
+    let mut close = None;
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(10), rx.next()).await {
+        match m {
+            Ok(Message::Text(t)) if t.contains("\"type\":\"chat\"") => chats += 1,
+            Ok(Message::Close(f)) => {
+                close = f.map(|f| u16::from(f.code));
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert!(
+        chats < total,
+        "the stalled client got everything ({chats}): nothing was dropped"
+    );
+    eprintln!("stalled chat client: {chats} of {total} messages, then close {close:?}");
+    let metrics = common::client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("roomcast_chat_dropped_slow_total")
+            || metrics.contains("roomcast_chat_write_timeouts_total"),
+        "the drop is counted"
+    );
+}

@@ -29,6 +29,9 @@ struct AuthFrame {
     token: String,
 }
 
+/// Frames written to a socket per flush at most.
+const WRITE_BATCH: usize = 64;
+
 /// Frames whose JSON is larger than the chat's limit still reach the chat (which answers
 /// `too_long`) up to this many times the limit; beyond it the socket is closed.
 const FRAME_SLACK: usize = 4;
@@ -99,11 +102,27 @@ async fn serve(st: AppState, room: String, socket: WebSocket) {
             reason = &mut conn.closed => break Some(reason),
             frame = conn.outgoing.recv() => {
                 let Some(frame) = frame else { break Some(CloseReason::INTERNAL) };
-                let Ok(text) = Utf8Bytes::try_from(frame.into_bytes()) else {
-                    warn!(room, "chat produced a frame that is not UTF-8; dropped");
-                    continue;
+                // Feed everything already queued and flush once: one write for a burst
+                // instead of one per frame, which is what lets a client keep up with a busy
+                // room.
+                let mut batch = vec![frame];
+                while batch.len() < WRITE_BATCH {
+                    match conn.outgoing.try_recv() {
+                        Ok(f) => batch.push(f),
+                        Err(_) => break,
+                    }
+                }
+                let write = async {
+                    for frame in batch {
+                        let Ok(text) = Utf8Bytes::try_from(frame.into_bytes()) else {
+                            warn!(room, "chat produced a frame that is not UTF-8; dropped");
+                            continue;
+                        };
+                        sink.feed(Message::Text(text)).await?;
+                    }
+                    sink.flush().await
                 };
-                match tokio::time::timeout(write_timeout, sink.send(Message::Text(text))).await {
+                match tokio::time::timeout(write_timeout, write).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => break None,
                     Err(_) => {

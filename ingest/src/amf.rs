@@ -17,6 +17,29 @@ pub const MAX_AMF_DEPTH: usize = 16;
 /// making sense it stops too, because rml_amf0 then fails at no greater depth than reached here.
 /// Returns the depth reached when the limit is crossed.
 pub fn check_depth(payload: &[u8], limit: usize) -> Result<(), usize> {
+    scan(payload, limit).map(|_| ())
+}
+
+/// Fewest top-level AMF0 values in a command message: name, transaction id, command object.
+pub const MIN_COMMAND_VALUES: usize = 3;
+
+/// [`check_depth`], and on success the number of top-level values rml_amf0 would return for
+/// `payload` if it parses it at all.
+///
+/// rml_rtmp's command deserializer takes the first [`MIN_COMMAND_VALUES`] values with an
+/// unchecked `drain(..3)` and panics on fewer, so commands are counted before it sees them. The
+/// count follows the same walk as the depth check: every top-level value whose marker was read
+/// counts, complete or not (rml_amf0 either returns it, a short string or strict array being
+/// accepted as it is, or fails the whole message), and the scan ends where rml_amf0 ends the
+/// list (end of input, a top-level object-end marker) or fails. So whenever rml_amf0 succeeds,
+/// it returns exactly this many values.
+pub fn top_level_values(payload: &[u8], limit: usize) -> Result<usize, usize> {
+    scan(payload, limit)
+}
+
+/// The walk behind [`check_depth`] and [`top_level_values`]: `Ok(top-level values started)`, or
+/// `Err(depth)` when nesting crosses `limit`.
+fn scan(payload: &[u8], limit: usize) -> Result<usize, usize> {
     enum Frame {
         /// Object or ECMA array: properties until an empty name.
         Props,
@@ -25,6 +48,7 @@ pub fn check_depth(payload: &[u8], limit: usize) -> Result<(), usize> {
     }
     let mut stack: Vec<Frame> = Vec::new();
     let mut pos = 0usize;
+    let mut count = 0usize;
     let take = |pos: &mut usize, n: usize| -> Option<usize> {
         let start = *pos;
         let end = start.checked_add(n)?;
@@ -40,18 +64,18 @@ pub fn check_depth(payload: &[u8], limit: usize) -> Result<(), usize> {
             None => {}
             Some(Frame::Props) => {
                 let Some(at) = take(&mut pos, 2) else {
-                    return Ok(());
+                    return Ok(count);
                 };
                 let name_len = usize::from(u16::from_be_bytes([payload[at], payload[at + 1]]));
                 if name_len == 0 {
                     if take(&mut pos, 1).is_none() {
-                        return Ok(());
+                        return Ok(count);
                     }
                     stack.pop();
                     continue;
                 }
                 if take(&mut pos, name_len).is_none() {
-                    return Ok(());
+                    return Ok(count);
                 }
             }
             Some(Frame::Array(left)) => {
@@ -63,29 +87,33 @@ pub fn check_depth(payload: &[u8], limit: usize) -> Result<(), usize> {
             }
         }
         let Some(at) = take(&mut pos, 1) else {
-            return Ok(());
+            return Ok(count);
         };
+        // A top-level value other than the object end (which ends rml_amf0's list, below).
+        if stack.is_empty() && payload[at] != 9 {
+            count += 1;
+        }
         match payload[at] {
             // Number.
             0 => {
                 if take(&mut pos, 8).is_none() {
-                    return Ok(());
+                    return Ok(count);
                 }
             }
             // Boolean.
             1 => {
                 if take(&mut pos, 1).is_none() {
-                    return Ok(());
+                    return Ok(count);
                 }
             }
             // String.
             2 => {
                 let Some(at) = take(&mut pos, 2) else {
-                    return Ok(());
+                    return Ok(count);
                 };
                 let len = usize::from(u16::from_be_bytes([payload[at], payload[at + 1]]));
                 if take(&mut pos, len).is_none() {
-                    return Ok(());
+                    return Ok(count);
                 }
             }
             // Object.
@@ -95,23 +123,23 @@ pub fn check_depth(payload: &[u8], limit: usize) -> Result<(), usize> {
             // ECMA array: a count rml_amf0 ignores, then properties.
             8 => {
                 if take(&mut pos, 4).is_none() {
-                    return Ok(());
+                    return Ok(count);
                 }
                 stack.push(Frame::Props);
             }
             // Object end where a value should be: rml_amf0 ends the enclosing list here.
             9 => match stack.last() {
-                None => return Ok(()),
+                None => return Ok(count),
                 Some(Frame::Array(_)) => {
                     stack.pop();
                 }
                 // A property without a value is an error for rml_amf0.
-                Some(Frame::Props) => return Ok(()),
+                Some(Frame::Props) => return Ok(count),
             },
             // Strict array.
             10 => {
                 let Some(at) = take(&mut pos, 4) else {
-                    return Ok(());
+                    return Ok(count);
                 };
                 let n = u32::from_be_bytes([
                     payload[at],
@@ -122,7 +150,7 @@ pub fn check_depth(payload: &[u8], limit: usize) -> Result<(), usize> {
                 stack.push(Frame::Array(n));
             }
             // rml_amf0 rejects any other marker at this depth.
-            _ => return Ok(()),
+            _ => return Ok(count),
         }
         if stack.len() > limit {
             return Err(stack.len());
@@ -246,6 +274,69 @@ mod tests {
             check_depth(&[10, 0, 0, 0, 5, 9, 10, 0, 0, 0, 1, 9], 1),
             Ok(())
         );
+    }
+
+    #[test]
+    fn top_level_count_matches_rml_amf0() {
+        // Bodies glued from AMF0 fragments, whole and cut anywhere: wherever rml_amf0 parses
+        // one, it returns exactly as many values as the scan counted, so a command the scan
+        // passes always gives rml_rtmp the three values it takes unchecked.
+        const PIECES: &[&[u8]] = &[
+            &[2, 0, 7, b'c', b'o', b'n', b'n', b'e', b'c', b't'],
+            &[2, 0, 0],
+            &[2, 0xff, 0xff],
+            &[0, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0],
+            &[1, 1],
+            &[5],
+            &[6],
+            &[3],
+            &[8, 0, 0, 0, 1],
+            &[0, 1, b'k'],
+            &[0, 0, 9],
+            &[9],
+            &[10, 0, 0, 0, 2],
+            &[10, 0, 0, 0, 0],
+            &[0xff],
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut parsed = [0usize; 6];
+        for _ in 0..50_000 {
+            let mut body = Vec::new();
+            for _ in 0..next() % 10 {
+                body.extend_from_slice(PIECES[(next() % PIECES.len() as u64) as usize]);
+            }
+            let cut = (next() % (body.len() as u64 + 1)) as usize;
+            let body = if next() % 2 == 0 {
+                &body[..cut]
+            } else {
+                &body[..]
+            };
+            let Ok(count) = top_level_values(body, MAX_AMF_DEPTH) else {
+                continue;
+            };
+            if let Ok(values) = rml_amf0::deserialize(&mut std::io::Cursor::new(body)) {
+                assert_eq!(values.len(), count, "{body:02x?}");
+                parsed[count.min(5)] += 1;
+            }
+            if count >= MIN_COMMAND_VALUES {
+                // What rml_rtmp does with a type 20 message; must not panic.
+                let payload = rml_rtmp::messages::MessagePayload {
+                    timestamp: rml_rtmp::time::RtmpTimestamp::new(0),
+                    message_stream_id: 0,
+                    type_id: 20,
+                    data: bytes::Bytes::copy_from_slice(body),
+                };
+                let _ = payload.to_rtmp_message();
+            }
+        }
+        // The generator reaches every count of interest.
+        assert!(parsed.iter().all(|&n| n > 0), "{parsed:?}");
     }
 
     #[test]

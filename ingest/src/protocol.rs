@@ -151,6 +151,20 @@ pub enum ProtocolError {
         /// The limit.
         limit: usize,
     },
+    /// A command message with fewer top-level AMF0 values than a command has (name,
+    /// transaction id, command object). rml_rtmp's command deserializer would panic on it.
+    #[error(
+        "command at byte {offset}: {values} top-level AMF0 values, a command needs at least {min} \
+         (name, transaction id, command object)"
+    )]
+    ShortCommand {
+        /// Stream offset after the message.
+        offset: u64,
+        /// Top-level values found.
+        values: usize,
+        /// The minimum ([`amf::MIN_COMMAND_VALUES`]).
+        min: usize,
+    },
     /// More `createStream` commands than [`MAX_CREATE_STREAM`].
     #[error("more than {MAX_CREATE_STREAM} createStream commands")]
     TooManyStreams,
@@ -315,18 +329,30 @@ impl ServerProtocol {
                 }
                 msg_type::COMMAND_AMF0 | msg_type::COMMAND_AMF3 => {
                     // AMF3 commands from Flash-era clients are AMF0 after one zero byte;
-                    // rml_rtmp handles that itself.
+                    // rml_rtmp handles that itself (the same way: it strips a leading zero of
+                    // a type 17 body and nothing else).
                     let body = match (msg.type_id, msg.payload.first()) {
                         (msg_type::COMMAND_AMF3, Some(0)) => &msg.payload[1..],
                         _ => &msg.payload[..],
                     };
-                    amf::check_depth(body, amf::MAX_AMF_DEPTH).map_err(|depth| {
-                        ProtocolError::AmfTooDeep {
+                    // rml_amf0 recurses without a depth limit, and rml_rtmp's command
+                    // deserializer takes the first three values unchecked (`drain(..3)`): both
+                    // panic-or-abort on client input, so neither may see such a body.
+                    let values =
+                        amf::top_level_values(body, amf::MAX_AMF_DEPTH).map_err(|depth| {
+                            ProtocolError::AmfTooDeep {
+                                offset,
+                                depth,
+                                limit: amf::MAX_AMF_DEPTH,
+                            }
+                        })?;
+                    if values < amf::MIN_COMMAND_VALUES {
+                        return Err(ProtocolError::ShortCommand {
                             offset,
-                            depth,
-                            limit: amf::MAX_AMF_DEPTH,
-                        }
-                    })?;
+                            values,
+                            min: amf::MIN_COMMAND_VALUES,
+                        });
+                    }
                     if amf::command_name(body) == Some("createStream") {
                         self.create_streams += 1;
                         if self.create_streams > MAX_CREATE_STREAM {
@@ -698,6 +724,131 @@ mod tests {
             p.events(),
             Err(ProtocolError::AmfTooDeep { depth: 17, .. })
         ));
+    }
+
+    /// A fresh connection fed `wire` (raw chunk bytes after the handshake).
+    fn poll_raw(wire: &[u8]) -> Result<Vec<Event>, ProtocolError> {
+        let mut p = Pair::new();
+        p.inbound.extend_from_slice(wire);
+        p.events()
+    }
+
+    /// A fresh connection fed one message of `type_id` with `body` on stream 0.
+    fn poll_message(type_id: u8, body: &[u8]) -> Result<Vec<Event>, ProtocolError> {
+        let mut wire = BytesMut::new();
+        let h = MessageHeader {
+            csid: 3,
+            timestamp: 0,
+            type_id,
+            stream_id: 0,
+        };
+        ChunkEncoder::new().encode(&h, body, &mut wire);
+        poll_raw(&wire)
+    }
+
+    fn short_command(r: Result<Vec<Event>, ProtocolError>, want: usize) {
+        match r {
+            Err(ProtocolError::ShortCommand { values, min: 3, .. }) if values == want => {}
+            other => panic!("expected a short command of {want} values, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_amf0_command_is_refused_before_rml_parses_it() {
+        // fuzz/regressions/README.md 1: the 12-byte chunk right after the handshake.
+        let wire = [3, 0, 0, 0, 0, 0, 0, 0x14, 0, 0, 0, 0];
+        let r = poll_raw(&wire);
+        let Err(e) = &r else {
+            panic!("expected an error, got {r:?}")
+        };
+        assert_eq!(
+            e.to_string(),
+            "command at byte 12: 0 top-level AMF0 values, a command needs at least 3 (name, \
+             transaction id, command object)"
+        );
+        short_command(r, 0);
+    }
+
+    #[test]
+    fn one_value_amf3_command_is_refused_before_rml_parses_it() {
+        // fuzz/regressions/README.md 1: a type 17 command, `00` then the AMF0 string `connect`.
+        let mut wire = vec![3, 0, 0, 0, 0, 0, 0x0b, 0x11, 0, 0, 0, 0, 0, 2, 0, 7];
+        wire.extend_from_slice(b"connect");
+        short_command(poll_raw(&wire), 1);
+    }
+
+    #[test]
+    fn short_commands_of_every_shape_are_refused() {
+        let connect = |rest: &[u8]| {
+            let mut b = vec![2, 0, 7];
+            b.extend_from_slice(b"connect");
+            b.extend_from_slice(rest);
+            b
+        };
+        let number = [0, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0];
+        // Name and transaction id, no command object.
+        short_command(poll_message(msg_type::COMMAND_AMF0, &connect(&number)), 2);
+        // The same as a type 17 command, with and without its leading zero.
+        let mut amf3 = vec![0];
+        amf3.extend_from_slice(&connect(&number));
+        short_command(poll_message(msg_type::COMMAND_AMF3, &amf3), 2);
+        short_command(poll_message(msg_type::COMMAND_AMF3, &connect(&number)), 2);
+        // A type 17 body of just the zero byte, and an empty one.
+        short_command(poll_message(msg_type::COMMAND_AMF3, &[0]), 0);
+        short_command(poll_message(msg_type::COMMAND_AMF3, &[]), 0);
+        // A string longer than the body: rml_amf0 takes what there is as one value.
+        short_command(
+            poll_message(msg_type::COMMAND_AMF0, &[2, 0xff, 0xff, b'c', b'o']),
+            1,
+        );
+        // A top-level object end ends rml_amf0's value list, whatever follows.
+        let mut ended = connect(&[9]);
+        ended.extend_from_slice(&number);
+        ended.push(5);
+        short_command(poll_message(msg_type::COMMAND_AMF0, &ended), 1);
+        // A strict array cut short is one value to rml_amf0.
+        short_command(
+            poll_message(msg_type::COMMAND_AMF0, &connect(&[10, 0, 0, 0, 5, 5])),
+            2,
+        );
+        // Three values that are not a command are rml_rtmp's to reject, without panicking.
+        let r = poll_message(msg_type::COMMAND_AMF0, &[5, 5, 5]);
+        assert!(matches!(r, Err(ProtocolError::Session { .. })), "{r:?}");
+        // A third value cut short is rml_amf0's to reject.
+        let mut cut = connect(&number);
+        cut.extend_from_slice(&[0, 1, 2]);
+        let r = poll_message(msg_type::COMMAND_AMF0, &cut);
+        assert!(matches!(r, Err(ProtocolError::Session { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn other_short_messages_rml_parses_do_not_panic() {
+        // Every other message type that reaches rml_rtmp, cut short: its deserializers read
+        // with byteorder and fail instead of indexing.
+        for (type_id, body) in [
+            (msg_type::ACKNOWLEDGEMENT, &[0u8, 0][..]),
+            (msg_type::ACKNOWLEDGEMENT, &[][..]),
+            (msg_type::SET_PEER_BANDWIDTH, &[0, 0, 0, 1][..]),
+            (msg_type::SET_PEER_BANDWIDTH, &[][..]),
+            (msg_type::USER_CONTROL, &[0, 6][..]),
+            (msg_type::USER_CONTROL, &[0, 3, 0, 0, 0, 1][..]),
+        ] {
+            let r = poll_message(type_id, body);
+            assert!(
+                matches!(r, Err(ProtocolError::Session { .. })),
+                "type {type_id} {body:?}: {r:?}"
+            );
+        }
+        // rml_rtmp's handlers of commands with too few arguments check their lengths.
+        for name in ["publish", "play", "deleteStream", "closeStream", "connect"] {
+            let body = rml_rtmp::rml_amf0::serialize(&vec![
+                Amf0Value::Utf8String(name.into()),
+                Amf0Value::Number(1.0),
+                Amf0Value::Null,
+            ])
+            .unwrap();
+            let _ = poll_message(msg_type::COMMAND_AMF0, &body);
+        }
     }
 
     #[test]

@@ -253,6 +253,7 @@ impl ConnError {
                     _ => "chunk_stream",
                 },
                 ProtocolError::AmfTooDeep { .. } => "amf_depth",
+                ProtocolError::ShortCommand { .. } => "short_command",
                 ProtocolError::TooManyStreams => "create_stream",
                 _ => "protocol",
             },

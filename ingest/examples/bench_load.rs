@@ -1220,8 +1220,7 @@ async fn cmd_held(args: &Args) -> Res<String> {
     sleep(Duration::from_millis(300)).await;
     let rss_connected = rss(&server_pid);
 
-    // Synchronise with the publication of a part, then ask everyone for the part after next:
-    // about one part duration to send every request before it is due.
+    // Synchronise with the publication of a part, then ask everyone for the same later part.
     let now_text = String::from_utf8_lossy(&get_ok(http, &playlist_path).await?).into_owned();
     let last = Playlist::parse(&now_text)
         .last_part()
@@ -1237,7 +1236,25 @@ async fn cmd_held(args: &Args) -> Res<String> {
         .last_part()
         .cloned()
         .ok_or("playlist lost its parts")?;
-    let target = (now_last.msn, now_last.index + 1);
+    // The target is far enough ahead (about 0.6 s) that every request is sent and read by the
+    // server before it is due, and well within the server's hold limit. Past the end of a
+    // segment the count continues in the next one (parts per segment as in the last complete
+    // segment listed with its parts).
+    let part_target = synced.part_target_s.unwrap_or(0.5).max(0.05);
+    let ahead = ((0.6 / part_target).ceil() as u32).max(1);
+    let per_segment = synced
+        .parts
+        .iter()
+        .filter(|r| r.msn < now_last.msn)
+        .map(|r| r.msn)
+        .max()
+        .map(|m| synced.parts.iter().filter(|r| r.msn == m).count() as u32)
+        .filter(|n| *n > 0)
+        .unwrap_or(u32::MAX);
+    let mut target = (now_last.msn, now_last.index + ahead);
+    while target.1 >= per_segment {
+        target = (target.0 + 1, target.1 - per_segment);
+    }
     let query = format!(
         "{playlist_path}?_HLS_msn={}&_HLS_part={}",
         target.0, target.1
@@ -1326,6 +1343,7 @@ async fn cmd_held(args: &Args) -> Res<String> {
         .int("answered_without_part", early)
         .int("bad_status", bad_status)
         .int("failed", failed)
+        .num("target_ahead_ms", f64::from(ahead) * part_target * 1000.0)
         .num("send_ms", all_sent_ms)
         .bool("answered_before_all_sent", answered_before_all_sent)
         .opt("server_rss_before_kb", rss_before.map(|v| v as f64))

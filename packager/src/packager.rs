@@ -41,6 +41,14 @@ const HELD_CUT_SLACK_MS: u64 = 2;
 /// (or never) it is cut without a keyframe at this length so the target stays sane.
 const MAX_FIRST_SEGMENT_S: u64 = 10;
 
+/// Audio sample rates the packager accepts (the audio track's timescale). An AAC
+/// `AudioSpecificConfig` may carry any explicit 24-bit rate, but the standard rates
+/// (ISO/IEC 14496-3, Table 1.18) go from 7.35 to 96 kHz and no encoder uses others. A rate far
+/// above would make every frame last a fraction of a millisecond: a segment of them cannot be
+/// listed with a positive `EXTINF` (three decimals) and the player could not play it anyway.
+const MIN_AUDIO_SAMPLE_RATE: u32 = 7350;
+const MAX_AUDIO_SAMPLE_RATE: u32 = 96_000;
+
 const VIDEO_TRACK_ID: u32 = 1;
 const AUDIO_TRACK_ID: u32 = 2;
 
@@ -350,6 +358,12 @@ impl Packager {
     /// progress (takeover), it is flushed first, without `EXT-X-ENDLIST`.
     /// Returns true when the playlist changed.
     pub fn begin_publish(&mut self, now: SystemTime) -> bool {
+        let hint = self.next_part();
+        let changed = self.begin_publish_inner(now);
+        changed | self.hint_changed(hint)
+    }
+
+    fn begin_publish_inner(&mut self, now: SystemTime) -> bool {
         let mut changed = false;
         if self.live {
             changed |= self.stop(now);
@@ -383,13 +397,19 @@ impl Packager {
     /// implicitly; events after [`end_publish`](Self::end_publish) are ignored until the next
     /// `begin_publish`.
     pub fn handle(&mut self, event: &MediaEvent, now: SystemTime) -> bool {
+        if !self.live && self.ever_published {
+            debug!("media event outside a publish ignored");
+            return false;
+        }
+        let hint = self.next_part();
+        let changed = self.handle_inner(event, now);
+        changed | self.hint_changed(hint)
+    }
+
+    fn handle_inner(&mut self, event: &MediaEvent, now: SystemTime) -> bool {
         let mut changed = false;
         if !self.live {
-            if self.ever_published {
-                debug!("media event outside a publish ignored");
-                return false;
-            }
-            changed |= self.begin_publish(now);
+            changed |= self.begin_publish_inner(now);
         }
         changed
             | match event {
@@ -408,6 +428,12 @@ impl Packager {
     /// is closed short with them; samples not yet written are dropped. Then the packager waits
     /// for the next video keyframe and marks a discontinuity.
     pub fn resync(&mut self, now: SystemTime) -> bool {
+        let hint = self.next_part();
+        let changed = self.resync_inner(now);
+        changed | self.hint_changed(hint)
+    }
+
+    fn resync_inner(&mut self, now: SystemTime) -> bool {
         let _ = now;
         // Events were lost, so the publisher's clock moved on by an unknown amount: the next
         // frame is taken as it comes (never before what was written, though).
@@ -447,6 +473,16 @@ impl Packager {
                 changed
             }
         }
+    }
+
+    /// The media playlist ends with `EXT-X-PRELOAD-HINT`s derived from [`next_part`]
+    /// (`TYPE=MAP` when the next part comes with a new init segment): a step that changes them
+    /// changes the playlist even when it writes nothing, e.g. a takeover or a codec change
+    /// while waiting for a keyframe, whose next part will use a new init.
+    ///
+    /// [`next_part`]: Self::next_part
+    fn hint_changed(&self, before: Option<((u64, u32), u32)>) -> bool {
+        self.is_ready() && self.next_part() != before
     }
 
     /// The publish ended: held frames (with an estimated duration for each track's last
@@ -718,12 +754,19 @@ impl Packager {
     }
 
     fn on_audio_config(&mut self, config: &Arc<AudioConfig>, now: SystemTime) -> bool {
-        if config.sample_rate() == 0 || config.samples_per_frame() == 0 {
+        if !(MIN_AUDIO_SAMPLE_RATE..=MAX_AUDIO_SAMPLE_RATE).contains(&config.sample_rate())
+            || config.samples_per_frame() == 0
+        {
+            // The frames that follow are coded with this config, so they cannot go out under a
+            // previous one either: the track is dropped until a usable config comes.
             warn!(
                 sample_rate = config.sample_rate(),
                 samples_per_frame = config.samples_per_frame(),
-                "unusable audio config ignored"
+                "unusable audio config; audio dropped until a usable one comes"
             );
+            if self.audio.take().is_some() {
+                return self.on_config_change(now);
+            }
             return false;
         }
         if self.audio.as_deref() == Some(config.as_ref()) {

@@ -172,7 +172,7 @@ impl Packager {
             if *start_to_end <= part_window_us {
                 self.part_tags(&mut out, segment);
             }
-            let _ = writeln!(out, "#EXTINF:{:.3},", segment.seconds());
+            let _ = writeln!(out, "#EXTINF:{:.3},", extinf_seconds(segment));
             out.push_str(&naming::segment(prefix, segment.msn));
             out.push('\n');
         }
@@ -299,6 +299,20 @@ impl Packager {
             return None;
         }
         String::from_utf8(out).ok()
+    }
+}
+
+/// The `EXTINF` value, written with three decimals: never `0.000` for a segment that has
+/// media, however short. `EXTINF` is the segment's duration (RFC 8216 §4.3.2.1) and players
+/// divide by it or treat zero as no media. Sample rates are bounded (see `on_audio_config`), so
+/// only a degenerate segment (a sub-millisecond sample at the end of a flush) is concerned: it
+/// is listed as `0.001`, less than a millisecond over its real duration.
+fn extinf_seconds(segment: &Segment) -> f64 {
+    let seconds = segment.seconds();
+    if segment.duration > 0 && seconds < 0.0005 {
+        0.001
+    } else {
+        seconds
     }
 }
 

@@ -1115,3 +1115,5 @@ fn media_playlist_text() {
 }
 
 mod ll;
+
+mod fuzz_regressions;

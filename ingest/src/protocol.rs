@@ -162,7 +162,7 @@ pub enum ProtocolError {
         offset: u64,
         /// Top-level values found.
         values: usize,
-        /// The minimum ([`amf::MIN_COMMAND_VALUES`]).
+        /// The minimum: command name, transaction id and command object.
         min: usize,
     },
     /// More `createStream` commands than [`MAX_CREATE_STREAM`].

@@ -13,6 +13,7 @@
 //! Structured inputs have a fixed byte layout ([`wire`]) so that seeds can be written, not only
 //! found.
 
+pub mod chat;
 pub mod media;
 pub mod packager;
 pub mod rtmp;
@@ -45,6 +46,8 @@ pub fn run_target(name: &str, data: &[u8]) -> bool {
         "packager_sequence" => typed(data, |s| {
             packager::run(s, false);
         }),
+        "chat_frames" => chat::chat_frames(data),
+        "playlist_query" => chat::playlist_query(data),
         _ => return false,
     }
     true

@@ -205,3 +205,68 @@ async fn database_outage_refuses_publishes_and_the_server_stays_up() {
         "publishing did not recover after the database came back"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_killed_mid_message_ends_its_room_cleanly() {
+    use roomcast_ingest::publisher::Connection;
+    use roomcast_media::flv::{FlvReader, FlvTagKind};
+
+    let server = Server::start();
+    let key = server.first_key.clone().unwrap();
+    let mut c = Connection::open(server.rtmp).await.unwrap();
+    c.handshake().await.unwrap();
+    c.connect_app("live", 4096).await.unwrap();
+    c.publish(&key).await.unwrap();
+    // About 2.5 s of media, then half of the next keyframe's bytes, then the socket dies.
+    let mut cut = None;
+    for tag in FlvReader::new(fixture("h264-high-aac48k-720p30.flv")).unwrap() {
+        let tag = tag.unwrap();
+        let video = match tag.kind {
+            FlvTagKind::Video => true,
+            FlvTagKind::Audio => false,
+            _ => continue,
+        };
+        let keyframe =
+            video && tag.body.first().is_some_and(|b| b >> 4 == 1) && tag.body.get(1) == Some(&1);
+        c.queue_media(video, tag.timestamp, tag.body.clone())
+            .unwrap();
+        if keyframe && tag.timestamp > 2500 {
+            let bytes = c.take_queued();
+            cut = Some(bytes);
+            break;
+        }
+        c.flush().await.unwrap();
+    }
+    let bytes = cut.expect("a keyframe after 2.5 s");
+    c.send_raw(&bytes[..bytes.len() / 2]).await.unwrap();
+    drop(c);
+
+    // The room ends cleanly: the playlist closes with what arrived whole.
+    let playlist = common::poll_text(
+        &server.url("/live/main/stream.m3u8"),
+        Duration::from_secs(15),
+        |t| t.contains("#EXT-X-ENDLIST"),
+    )
+    .await;
+    assert!(playlist.contains("#EXTINF"), "{playlist}");
+    let room: serde_json::Value = common::client()
+        .get(server.url("/api/rooms/main"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(room["live"], false, "{room}");
+    // The same key publishes again at once.
+    publish_flv(
+        server.rtmp,
+        "live",
+        &key,
+        fixture("aac-audio-only-48k.flv"),
+        &PublishOptions::default(),
+    )
+    .await
+    .expect("a new publish after the killed one");
+    assert!(!server.logs().contains("panicked"), "{}", server.logs());
+}

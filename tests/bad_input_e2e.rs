@@ -6,8 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, fixture, poll_text};
-use roomcast_ingest::publisher::{PublishOptions, publish_flv};
+use common::{Server, poll_text};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -32,22 +31,7 @@ async fn send_and_expect_close(server: &Server, bytes: &[u8]) {
 async fn garbage_does_not_disturb_other_rooms() {
     let server = Server::start();
     let key = server.first_key.clone().unwrap();
-    let addr = server.rtmp;
-    let healthy = tokio::spawn(async move {
-        let opts = PublishOptions {
-            realtime: true,
-            loops: 20,
-            ..PublishOptions::default()
-        };
-        publish_flv(
-            addr,
-            "live",
-            &key,
-            fixture("h264-high-aac48k-720p30.flv"),
-            &opts,
-        )
-        .await
-    });
+    let healthy = common::live_publisher(&server, &key);
     let stream = server.url("/live/main/stream.m3u8");
     poll_text(&stream, Duration::from_secs(15), |t| t.contains("#EXTINF")).await;
 

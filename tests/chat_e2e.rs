@@ -203,27 +203,11 @@ async fn unknown_room_and_bad_names_are_refused_before_upgrade() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_page_chat_in_two_browsers() {
-    use common::{fixture, repo_root, run_with_timeout};
-    use roomcast_ingest::publisher::{PublishOptions, publish_flv};
+    use common::{repo_root, run_with_timeout};
 
     let server = Server::start();
     let key = server.first_key.clone().unwrap();
-    let addr = server.rtmp;
-    let publisher = tokio::spawn(async move {
-        let opts = PublishOptions {
-            realtime: true,
-            loops: 20,
-            ..PublishOptions::default()
-        };
-        publish_flv(
-            addr,
-            "live",
-            &key,
-            fixture("h264-high-aac48k-720p30.flv"),
-            &opts,
-        )
-        .await
-    });
+    let publisher = common::live_publisher(&server, &key);
     common::poll_text(
         &server.url("/live/main/stream.m3u8"),
         Duration::from_secs(15),

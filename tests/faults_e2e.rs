@@ -21,21 +21,6 @@ fn rss_kb(pid: u32) -> u64 {
         .unwrap()
 }
 
-async fn gauge(server: &Server, name: &str) -> f64 {
-    let m = common::client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    m.lines()
-        .find(|l| l.starts_with(&format!("{name} ")))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_connect_drop_cycles_leave_nothing_behind() {
     let server = Server::start_with(ServerOptions {
@@ -73,7 +58,7 @@ async fn thousand_connect_drop_cycles_leave_nothing_behind() {
     }
     // Every connection is accounted for again.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while gauge(&server, "roomcast_ingest_connections").await > 0.0 {
+    while common::metric(&server, "roomcast_ingest_connections").await > 0.0 {
         assert!(
             std::time::Instant::now() < deadline,
             "RTMP connections left open"

@@ -32,22 +32,7 @@ async fn status(server: &Server, path: &str) -> u16 {
 async fn http_contract() {
     let server = Server::start();
     let key = server.first_key.clone().unwrap();
-    let addr = server.rtmp;
-    let publisher = tokio::spawn(async move {
-        let opts = PublishOptions {
-            realtime: true,
-            loops: 20,
-            ..PublishOptions::default()
-        };
-        publish_flv(
-            addr,
-            "live",
-            &key,
-            fixture("h264-high-aac48k-720p30.flv"),
-            &opts,
-        )
-        .await
-    });
+    let publisher = common::live_publisher(&server, &key);
     let media = poll_text(
         &server.url("/live/main/stream.m3u8"),
         Duration::from_secs(15),

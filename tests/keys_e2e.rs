@@ -10,24 +10,8 @@ use common::{Server, fixture, poll_text};
 use roomcast_ingest::publisher::{PublishError, PublishOptions, publish_flv};
 
 fn long_publish(server: &Server, key: &str) -> tokio::task::JoinHandle<Result<(), PublishError>> {
-    let addr = server.rtmp;
-    let key = key.to_owned();
-    tokio::spawn(async move {
-        let opts = PublishOptions {
-            realtime: true,
-            loops: 20,
-            ..PublishOptions::default()
-        };
-        publish_flv(
-            addr,
-            "live",
-            &key,
-            fixture("h264-high-aac48k-720p30.flv"),
-            &opts,
-        )
-        .await
-        .map(|_| ())
-    })
+    let publisher = common::live_publisher(server, key);
+    tokio::spawn(async move { publisher.await.unwrap().map(|_| ()) })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

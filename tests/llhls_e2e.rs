@@ -7,28 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, fixture, poll_text, repo_root, run_with_timeout};
-use roomcast_ingest::publisher::{PublishOptions, publish_flv};
-
-fn live_publisher(server: &Server, key: &str) -> tokio::task::JoinHandle<()> {
-    let addr = server.rtmp;
-    let key = key.to_owned();
-    tokio::spawn(async move {
-        let opts = PublishOptions {
-            realtime: true,
-            loops: 20,
-            ..PublishOptions::default()
-        };
-        let _ = publish_flv(
-            addr,
-            "live",
-            &key,
-            fixture("h264-high-aac48k-720p30.flv"),
-            &opts,
-        )
-        .await;
-    })
-}
+use common::{Server, poll_text, repo_root, run_with_timeout};
 
 fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     let i = line.find(&format!("{name}="))? + name.len() + 1;
@@ -80,7 +59,7 @@ async fn status_of(url: &str) -> u16 {
 async fn blocking_reload_preload_hints_and_delta_updates() {
     let server = Server::start();
     let key = server.first_key.clone().unwrap();
-    let publisher = live_publisher(&server, &key);
+    let publisher = common::live_publisher(&server, &key);
     let base = server.url("/live/main/stream.m3u8");
     let playlist = poll_text(&base, Duration::from_secs(15), |t| {
         t.contains("#EXT-X-PART:")
@@ -214,7 +193,7 @@ async fn blocking_reload_preload_hints_and_delta_updates() {
 async fn held_requests_are_released_on_stream_end_and_client_exit() {
     let server = Server::start();
     let key = server.first_key.clone().unwrap();
-    let publisher = live_publisher(&server, &key);
+    let publisher = common::live_publisher(&server, &key);
     let base = server.url("/live/main/stream.m3u8");
     let playlist = poll_text(&base, Duration::from_secs(15), |t| {
         t.contains("#EXT-X-PART:")
@@ -257,20 +236,7 @@ async fn held_requests_are_released_on_stream_end_and_client_exit() {
 
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let metrics = common::client()
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let held_now = metrics
-            .lines()
-            .find(|l| l.starts_with("roomcast_hls_held_requests "))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
+        let held_now = common::metric(&server, "roomcast_hls_held_requests").await;
         if held_now == 0.0 {
             break;
         }
@@ -286,7 +252,7 @@ async fn held_requests_are_released_on_stream_end_and_client_exit() {
 async fn hlsjs_low_latency_mode_plays() {
     let server = Server::start();
     let key = server.first_key.clone().unwrap();
-    let publisher = live_publisher(&server, &key);
+    let publisher = common::live_publisher(&server, &key);
     poll_text(
         &server.url("/live/main/stream.m3u8"),
         Duration::from_secs(15),

@@ -17,22 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 async fn sigterm_ends_everything_in_order() {
     let mut server = Server::start();
     let key = server.first_key.clone().unwrap();
-    let addr = server.rtmp;
-    let publisher = tokio::spawn(async move {
-        let opts = PublishOptions {
-            realtime: true,
-            loops: 20,
-            ..PublishOptions::default()
-        };
-        publish_flv(
-            addr,
-            "live",
-            &key,
-            fixture("h264-high-aac48k-720p30.flv"),
-            &opts,
-        )
-        .await
-    });
+    let publisher = common::live_publisher(&server, &key);
     let base = server.url("/live/main/stream.m3u8");
     let playlist = poll_text(&base, Duration::from_secs(15), |t| t.contains("#EXTINF")).await;
     let msn: u64 = playlist

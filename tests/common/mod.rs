@@ -387,3 +387,46 @@ pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A publisher replaying the 720p30 fixture in real time, looped (about two minutes), in the
+/// background: the "someone is live" of most end-to-end tests.
+pub fn live_publisher(
+    server: &Server,
+    key: &str,
+) -> tokio::task::JoinHandle<
+    Result<roomcast_ingest::publisher::PublishReport, roomcast_ingest::publisher::PublishError>,
+> {
+    let addr = server.rtmp;
+    let key = key.to_owned();
+    tokio::spawn(async move {
+        let opts = roomcast_ingest::publisher::PublishOptions {
+            realtime: true,
+            loops: 20,
+            ..Default::default()
+        };
+        roomcast_ingest::publisher::publish_flv(
+            addr,
+            "live",
+            &key,
+            fixture("h264-high-aac48k-720p30.flv"),
+            &opts,
+        )
+        .await
+    })
+}
+
+/// The value of an unlabelled gauge or counter from `/metrics` (0 when absent).
+pub async fn metric(server: &Server, name: &str) -> f64 {
+    let text = client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0.0)
+}

@@ -140,7 +140,7 @@ impl Packager {
     /// How long the server may hold a blocking playlist or hinted part request before
     /// answering anyway (with the current playlist; 404 for a part): three quarters of the
     /// longest hls.js waits, max(3 × PART-TARGET, 0.8 × target duration) — 1.2 s at the
-    /// defaults (2 s segments, 200 ms parts), well above the one part time a request normally
+    /// defaults (2 s segments, 100 ms parts), well above the one part time a request normally
     /// waits, and 0.4 s short of hls.js timing out and counting an error.
     pub fn hold_limit(&self) -> Duration {
         let part_ms = u64::try_from(self.part_target().as_millis()).unwrap_or(u64::MAX);

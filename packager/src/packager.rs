@@ -9,6 +9,7 @@ use bytes::Bytes;
 use roomcast_media::{AudioConfig, Frame, MediaEvent, StreamMetadata, TrackKind, VideoConfig};
 use tracing::{debug, error, warn};
 
+use crate::MIN_PART_TARGET;
 use crate::fmp4::{self, Sample, TrackConfig, TrackRun};
 use crate::naming::{self, Name};
 use crate::time::{
@@ -1389,13 +1390,15 @@ impl Packager {
     }
 
     /// `PART-TARGET` for the playlist's life, chosen when the first publish starts: the
-    /// configured target rounded to whole frames of the first track. At 25, 30, 50 and 60 fps
-    /// 200 ms is whole frames and stays as it is. At 29.97 fps five frames make 166.8 ms and six
-    /// 200.2 ms: announcing 200 ms would make every part shorter than the 85 % of `PART-TARGET`
-    /// the spec requires of parts (§4.4.4.9), so the target becomes six frames, rounded up to
-    /// the millisecond (201 ms: millisecond timestamps make six frames 200 or 201 ms). Without a
-    /// known frame rate the configured target is used as it is. Later parts are cut to it, so
-    /// none is longer (a republish at another frame rate may get shorter parts).
+    /// configured target rounded to whole frames of the first track, never below
+    /// [`MIN_PART_TARGET`]. At 30 and 60 fps 100 ms is whole frames and stays as it is (at 25 fps
+    /// it becomes three frames, 120 ms; at 24 three frames, 125 ms). At 29.97 fps three frames
+    /// make 100.1 ms: announcing 100 ms would put every part over `PART-TARGET`, and rounding
+    /// down would make parts shorter than the 85 % of it the spec requires (§4.4.4.9), so the
+    /// target becomes three frames, rounded up to the millisecond (101 ms: millisecond
+    /// timestamps make three frames 100 or 101 ms). Without a known frame rate the configured
+    /// target is used as it is. Later parts are cut to it, so none is longer (a republish at
+    /// another frame rate may get shorter parts).
     fn choose_part_target(&self, leader: &Track) -> Duration {
         let configured = self.config.part_target;
         let frame_ticks = match leader.kind {
@@ -1409,9 +1412,12 @@ impl Packager {
         };
         let timescale = f64::from(leader.timescale);
         let frame_ms = frame_ticks * 1000.0 / timescale;
-        let frames = (configured.as_secs_f64() * 1000.0 / frame_ms)
+        let mut frames = (configured.as_secs_f64() * 1000.0 / frame_ms)
             .round()
             .max(1.0);
+        if frames * frame_ms < MIN_PART_TARGET.as_secs_f64() * 1000.0 - 1e-6 {
+            frames += 1.0;
+        }
         // A hair of slack so that float error in e.g. 6 × 33.333… ms stays 200, not 201.
         let ms = (frames * frame_ms - 1e-6).ceil().max(1.0);
         let target = self.config.target_duration;

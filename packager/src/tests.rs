@@ -140,6 +140,8 @@ impl Synth {
 fn config() -> PackagerConfig {
     PackagerConfig {
         name_prefix: "t".into(),
+        // These tests were written around 200 ms parts (six frames at 30 fps).
+        part_target: Duration::from_millis(200),
         ..PackagerConfig::default()
     }
 }

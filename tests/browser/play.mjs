@@ -37,6 +37,13 @@ try {
         readyState: v ? v.readyState : 0,
         width: v ? v.videoWidth : 0,
         latency: h && Number.isFinite(h.latency) ? h.latency : null,
+        // hls.js's own aim (PART-HOLD-BACK in low-latency mode, raised by its stall count).
+        target: h && Number.isFinite(h.targetLatency) ? h.targetLatency : null,
+        // Wall clock minus the EXT-X-PROGRAM-DATE-TIME of the picture on screen: the time since
+        // that frame reached the server (same machine, same clock).
+        behindServer: h && h.playingDate ? (Date.now() - h.playingDate.getTime()) / 1000 : null,
+        ahead: v && v.buffered.length ? v.buffered.end(v.buffered.length - 1) - v.currentTime : 0,
+        rate: v ? v.playbackRate : 1,
         state: (document.getElementById("state") || {}).textContent || "",
       };
     }));

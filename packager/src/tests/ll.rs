@@ -732,6 +732,69 @@ fn hold_limit_stays_below_hls_js_timeout() {
     assert_eq!(big.hold_limit(), Duration::from_millis(2250));
 }
 
+/// Publishes `fps` video (with audio) and checks `PART-TARGET` and every part against it: none
+/// longer, and every part that is neither a segment's first nor its last at least 85 % of it
+/// (§4.4.4.9).
+fn check_part_target(config: &PackagerConfig, fps: f64, expected_ms: u64) {
+    let synth = Synth {
+        fps,
+        gop: (fps * 2.0).round() as u32,
+        ..Synth::av()
+    };
+    let mut p = Packager::new(config.clone());
+    p.begin_publish(at(0));
+    let mut vc = crate::fmp4::tests::avc_config();
+    vc.frame_rate = Some(fps);
+    p.handle(
+        &MediaEvent::VideoConfig(std::sync::Arc::new(roomcast_media::VideoConfig::Avc(vc))),
+        at(0),
+    );
+    p.handle(&MediaEvent::AudioConfig(audio_config()), at(0));
+    for f in synth.frames(0, 20_000) {
+        p.handle(&MediaEvent::Frame(f.clone()), at(f.dts));
+    }
+    let pt = p.part_target();
+    assert_eq!(pt, Duration::from_millis(expected_ms), "{fps} fps");
+    let text = p.media_playlist().unwrap();
+    let m = model(&text);
+    assert_eq!(m.part_target, Some(expected_ms as f64 / 1000.0));
+    let pt = pt.as_secs_f64();
+    for segment in m.complete() {
+        let n = segment.parts.len();
+        for (i, part) in segment.parts.iter().enumerate() {
+            assert!(part.duration <= pt, "{fps} fps: {part:?}");
+            if i + 1 < n && !part.independent {
+                assert!(part.duration >= 0.85 * pt, "{fps} fps: {part:?}\n{text}");
+            }
+        }
+    }
+}
+
+/// The default 100 ms: whole frames, never below 100 ms (three frames wherever two would be
+/// shorter).
+#[test]
+fn default_part_target_fits_whole_frames() {
+    let config = PackagerConfig {
+        part_target: PackagerConfig::default().part_target,
+        ..config()
+    };
+    assert_eq!(config.part_target, Duration::from_millis(100));
+    for (fps, expected_ms) in [
+        (30.0, 100),
+        (60.0, 100),
+        (50.0, 100),
+        (30_000.0 / 1001.0, 101),
+        (60_000.0 / 1001.0, 101),
+        (25.0, 120),
+        (24.0, 125),
+        (24_000.0 / 1001.0, 126),
+        (15.0, 134),
+        (10.0, 100),
+    ] {
+        check_part_target(&config, fps, expected_ms);
+    }
+}
+
 /// PART-TARGET is the configured 200 ms rounded to whole frames, and every part that is
 /// neither a segment's first nor its last is at least 85 % of it (§4.4.4.9), none longer.
 #[test]
@@ -749,38 +812,7 @@ fn part_target_fits_whole_frames() {
         (10.0, 200),
         (8.0, 250),
     ] {
-        let synth = Synth {
-            fps,
-            gop: (fps * 2.0).round() as u32,
-            ..Synth::av()
-        };
-        let mut p = Packager::new(config());
-        p.begin_publish(at(0));
-        let mut vc = crate::fmp4::tests::avc_config();
-        vc.frame_rate = Some(fps);
-        p.handle(
-            &MediaEvent::VideoConfig(std::sync::Arc::new(roomcast_media::VideoConfig::Avc(vc))),
-            at(0),
-        );
-        p.handle(&MediaEvent::AudioConfig(audio_config()), at(0));
-        for f in synth.frames(0, 20_000) {
-            p.handle(&MediaEvent::Frame(f.clone()), at(f.dts));
-        }
-        let pt = p.part_target();
-        assert_eq!(pt, Duration::from_millis(expected_ms), "{fps} fps");
-        let text = p.media_playlist().unwrap();
-        let m = model(&text);
-        assert_eq!(m.part_target, Some(expected_ms as f64 / 1000.0));
-        let pt = pt.as_secs_f64();
-        for segment in m.complete() {
-            let n = segment.parts.len();
-            for (i, part) in segment.parts.iter().enumerate() {
-                assert!(part.duration <= pt, "{fps} fps: {part:?}");
-                if i + 1 < n && !part.independent {
-                    assert!(part.duration >= 0.85 * pt, "{fps} fps: {part:?}\n{text}");
-                }
-            }
-        }
+        check_part_target(&config(), fps, expected_ms);
     }
     // Audio only: 1024-sample frames at 48 kHz are 21.33 ms; nine make 192 ms.
     let synth = Synth {

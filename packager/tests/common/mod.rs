@@ -49,6 +49,8 @@ pub fn fixture_events(name: &str, start: SystemTime) -> Vec<(MediaEvent, SystemT
 pub fn config(prefix: &str) -> PackagerConfig {
     PackagerConfig {
         name_prefix: prefix.to_string(),
+        // The fixture tests and golden files were written around 200 ms parts.
+        part_target: std::time::Duration::from_millis(200),
         ..PackagerConfig::default()
     }
 }

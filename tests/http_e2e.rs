@@ -77,6 +77,44 @@ async fn http_contract() {
         assert_eq!(r.bytes().await.unwrap().len(), len);
     }
 
+    // HEAD answers the length without the body.
+    let r = c
+        .head(server.url(&format!("/live/main/{}", segs[0])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-length"]
+            .to_str()
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(r.bytes().await.unwrap().len(), 0);
+    // A CORS preflight (not the fast path for GET/HEAD) is answered by the router's CORS layer.
+    let r = c
+        .request(
+            reqwest::Method::OPTIONS,
+            server.url("/live/main/stream.m3u8"),
+        )
+        .header("origin", "https://elsewhere.example")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert!(
+        r.headers()["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("GET")
+    );
+    // Percent-encoded paths take the router, which decodes them the same way.
+    assert_eq!(status(&server, "/live/m%61in/index.m3u8").await, 200);
+
     // Client mistakes are 4xx, never 500.
     assert_eq!(status(&server, "/live/Main/index.m3u8").await, 400);
     assert_eq!(status(&server, "/live/no-such-room/index.m3u8").await, 404);
@@ -97,6 +135,7 @@ async fn http_contract() {
 
     // Pages and assets are served by roomcast itself.
     assert_eq!(status(&server, "/").await, 200);
+    assert_eq!(status(&server, "/favicon.ico").await, 204);
     assert_eq!(status(&server, "/watch/main").await, 200);
     let hls_js = c
         .get(server.url("/assets/hls.min.js"))

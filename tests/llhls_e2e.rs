@@ -45,6 +45,79 @@ fn live_edge(playlist: &str) -> (u64, u32, Option<String>) {
     (last_msn, last_part, hint)
 }
 
+/// Top-level boxes of type `kind` in `data`.
+fn count_boxes(mut data: &[u8], kind: &[u8; 4]) -> usize {
+    let mut n = 0;
+    while data.len() >= 8 {
+        let size = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as usize;
+        if &data[4..8] == kind {
+            n += 1;
+        }
+        if size < 8 || size > data.len() {
+            break;
+        }
+        data = &data[size..];
+    }
+    n
+}
+
+/// A raw HTTP/1.1 GET, read as it arrives: (status, head, each HTTP chunk of a chunked body,
+/// the number of socket reads that carried body bytes). Panics unless the body is chunked and
+/// ends with its terminating chunk (an aborted stream never does).
+async fn raw_chunked_get(
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> (u16, String, Vec<Vec<u8>>, usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut raw = Vec::new();
+    let mut head_len = None;
+    let mut body_reads = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("the streamed part keeps coming")
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        let before = raw.len();
+        raw.extend_from_slice(&buf[..n]);
+        if head_len.is_none() {
+            head_len = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+        }
+        if head_len.is_some_and(|h| raw.len() > h.max(before)) {
+            body_reads += 1;
+        }
+    }
+    let head_len = head_len.expect("response head");
+    let head = String::from_utf8_lossy(&raw[..head_len]).into_owned();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let mut rest = &raw[head_len..];
+    let mut chunks = Vec::new();
+    loop {
+        let eol = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
+        let size = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16)
+            .expect("chunk size");
+        rest = &rest[eol + 2..];
+        if size == 0 {
+            break;
+        }
+        chunks.push(rest[..size].to_vec());
+        rest = &rest[size + 2..];
+    }
+    (status, head, chunks, body_reads)
+}
+
 async fn status_of(url: &str) -> u16 {
     common::client()
         .get(url)
@@ -114,7 +187,8 @@ async fn blocking_reload_preload_hints_and_delta_updates() {
         t0.elapsed().as_millis()
     );
 
-    // The hinted part: requested before it exists, answered when it does.
+    // The hinted part: requested before it exists, held and answered whole when it does (one
+    // moof+mdat, with its length: hls.stream_hinted_parts is off by default).
     let hint = hint.expect("preload hint");
     let r = common::client()
         .get(server.url(&format!("/live/main/{hint}")))
@@ -122,7 +196,18 @@ async fn blocking_reload_preload_hints_and_delta_updates() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "hinted part {hint}");
-    assert!(!r.bytes().await.unwrap().is_empty());
+    assert!(
+        r.headers().contains_key("content-length"),
+        "{:?}",
+        r.headers()
+    );
+    let part = r.bytes().await.unwrap();
+    assert!(!part.is_empty());
+    assert_eq!(
+        count_boxes(&part, b"moof"),
+        1,
+        "a held part is one moof+mdat"
+    );
 
     // The 400 cases.
     assert_eq!(
@@ -186,6 +271,141 @@ async fn blocking_reload_preload_hints_and_delta_updates() {
         (skipped + delta_n).abs_diff(full_n) <= 1,
         "skipped {skipped} + listed {delta_n} vs full {full_n}"
     );
+    publisher.abort();
+}
+
+/// `hls.stream_hinted_parts`: the hinted part is answered at once and streamed, chunked, as its
+/// frames arrive; the streamed bytes are the part a later plain GET returns, and the segment it
+/// belongs to decodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hinted_part_streams_as_its_frames_arrive() {
+    let mut opts = common::ServerOptions::default();
+    opts.args.extend([
+        "--set".to_owned(),
+        "hls.stream_hinted_parts=true".to_owned(),
+    ]);
+    let server = Server::start_with(opts);
+    let key = server.first_key.clone().unwrap();
+    let publisher = common::live_publisher(&server, &key);
+    let base = server.url("/live/main/stream.m3u8");
+    let playlist = poll_text(&base, Duration::from_secs(15), |t| {
+        t.contains("#EXT-X-PART:")
+    })
+    .await;
+
+    // Several hinted parts in a row: each streamed in more than one piece.
+    let mut streamed = Vec::new();
+    let mut playlist = playlist;
+    for _ in 0..3 {
+        let (msn, part, hint) = live_edge(&playlist);
+        let hint = hint.expect("preload hint");
+        let (status, head, chunks, body_reads) =
+            raw_chunked_get(server.http, &format!("/live/main/{hint}")).await;
+        assert_eq!(status, 200, "{head}");
+        let head_lower = head.to_ascii_lowercase();
+        assert!(head_lower.contains("transfer-encoding: chunked"), "{head}");
+        assert!(!head_lower.contains("content-length"), "{head}");
+        assert!(head_lower.contains("content-type: video/mp4"), "{head}");
+        eprintln!(
+            "{hint}: {} HTTP chunks in {body_reads} reads, {} bytes",
+            chunks.len(),
+            chunks.iter().map(Vec::len).sum::<usize>()
+        );
+        assert!(
+            chunks.len() >= 2,
+            "{hint} came in {} chunk(s)",
+            chunks.len()
+        );
+        assert!(body_reads >= 2, "{hint} came in {body_reads} read(s)");
+        // Each HTTP chunk is one CMAF chunk (moof+mdat).
+        for c in &chunks {
+            assert_eq!(count_boxes(c, b"moof"), 1);
+            assert_eq!(count_boxes(c, b"mdat"), 1);
+        }
+        let bytes: Vec<u8> = chunks.concat();
+        // A later plain GET of the complete part: the same bytes, with a length.
+        let r = common::client()
+            .get(server.url(&format!("/live/main/{hint}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().contains_key("content-length"));
+        assert_eq!(
+            r.bytes().await.unwrap().as_ref(),
+            bytes.as_slice(),
+            "{hint}"
+        );
+        streamed.push(hint);
+        // The next hint: the playlist that lists the part just streamed.
+        playlist = common::client()
+            .get(format!("{base}?_HLS_msn={msn}&_HLS_part={}", part + 1))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    }
+
+    // The segment of the last streamed part decodes (ffprobe decodes and counts its frames).
+    let hint = streamed.last().unwrap();
+    let stem = hint.strip_suffix(".m4s").unwrap();
+    let (segment_stem, _) = stem.rsplit_once('.').unwrap();
+    let segment = format!("{segment_stem}.m4s");
+    let listed = poll_text(&base, Duration::from_secs(10), |t| {
+        t.lines().any(|l| l == segment)
+    })
+    .await;
+    let (inits, _) = common::playlist_uris(&listed);
+    let init =
+        common::get_bytes(&server.url(&format!("/live/main/{}", inits.last().unwrap()))).await;
+    let media = common::get_bytes(&server.url(&format!("/live/main/{segment}"))).await;
+    let samples = common::parse_segment(&media);
+    assert!(samples.values().all(|s| !s.is_empty()));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("segment.mp4");
+    std::fs::write(&file, [init.as_ref(), media.as_ref()].concat()).unwrap();
+    let probe = run_with_timeout(
+        std::process::Command::new("ffprobe").args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,nb_read_frames",
+            "-of",
+            "json",
+            file.to_str().unwrap(),
+        ]),
+        Duration::from_secs(30),
+    );
+    let errors = String::from_utf8_lossy(&probe.stderr);
+    assert!(probe.status.success(), "ffprobe failed: {errors}");
+    assert!(
+        errors.trim().is_empty(),
+        "ffprobe reported errors:\n{errors}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&probe.stdout).unwrap();
+    let stream = &v["streams"][0];
+    assert_eq!(stream["codec_name"], "h264", "{v}");
+    let frames: usize = stream["nb_read_frames"].as_str().unwrap().parse().unwrap();
+    let video_id = common::parse_init(&init)
+        .into_iter()
+        .find(|(_, t)| t.kind == common::Kind::Video)
+        .map(|(id, _)| id)
+        .unwrap();
+    assert_eq!(frames, samples[&video_id].len(), "{v}");
+    // Every stream ended: none still counts as a held request.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while common::metric(&server, "roomcast_hls_held_requests").await != 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "streamed parts still counted as held"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     publisher.abort();
 }
 

@@ -55,7 +55,10 @@
     setState("live", true);
     if (window.Hls && Hls.isSupported()) {
       if (hls) hls.destroy();
-      hls = new Hls({ lowLatencyMode: true, backBufferLength: 30 });
+      // Catch-up: hls.js's default never speeds up, so whatever a start-up or a stall cost
+      // stays for the whole visit. Up to 1.2x (pitch kept by the browser) brings the player back
+      // to PART-HOLD-BACK behind live, which keeps chat and picture in step.
+      hls = new Hls({ lowLatencyMode: true, backBufferLength: 30, maxLiveSyncPlaybackRate: 1.2 });
       window.roomcastHls = hls;
       hls.on(Hls.Events.ERROR, function (_e, data) {
         if (!data.fatal) return;

@@ -184,6 +184,7 @@ impl Script {
             window_segments: usize::from(self.window),
             retain_segments: usize::from(self.retain),
             name_prefix: "fz".to_owned(),
+        stream_parts: false,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Load and measurement tool of the benchmark suite (`scripts/bench/`). One process, three jobs:
+//! Load and measurement tool of the benchmark suite (`scripts/bench/`). One process, four jobs:
 //!
 //! - `publish`: N concurrent real-time RTMP publishers replaying one FLV file, started spread
 //!   over `--stagger-ms` (real encoders are not in lockstep), then a steady-state window of
@@ -7,11 +7,18 @@
 //!   segments. Publishers keep their connection for the whole window; any failure is counted.
 //! - `part-latency`: publishes one stream itself (so it knows when every frame left), follows
 //!   the media playlist with LL-HLS blocking reloads and measures publish → part downloadable.
+//! - `hint-latency`: the same publish and playlist following, but each part is asked for before
+//!   it exists, as soon as a playlist names it in `EXT-X-PRELOAD-HINT`; measures, from when the
+//!   part's first and last video frames were sent, when the response's first body byte and its
+//!   last byte arrive (held and answered whole, or streamed with `hls.stream_hinted_parts`), and
+//!   the size and box overhead of segments 1-4.
 //! - `held`: publishes one stream, opens N connections and sends N blocking playlist requests
-//!   for the same future part; reports the server's RSS while they are held and how far apart
-//!   the N responses arrive once the part is published.
+//!   for the same future part on kept-alive connections; reports the server's RSS while they are
+//!   held and how far apart the N responses arrive once the part is published, both as this
+//!   process reads them and as the kernel stamped their arrival (`SO_TIMESTAMPNS`, free of this
+//!   process's own scheduling on a shared machine).
 //!
-//! The last two need LL-HLS (`EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES`); the tool checks the
+//! The last three need LL-HLS (`EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES`); the tool checks the
 //! live playlist and reports `"available":false` with the reason when the server has none.
 //! Every job prints one JSON object on stdout; progress and errors go to stderr. Everything is
 //! bounded in time. Linux only (`/proc`).
@@ -20,6 +27,7 @@
 //! bench_load publish --rtmp ADDR --flv FILE --streams FILE [--seconds 30] [--warmup-ms 3000]
 //!     [--stagger-ms 2000] [--server-pid PID] [--http ADDR] [--check-rooms 5] [--clk-tck 100]
 //! bench_load part-latency --rtmp ADDR --http ADDR --flv FILE --room ROOM --key KEY [--seconds 20]
+//! bench_load hint-latency --rtmp ADDR --http ADDR --flv FILE --room ROOM --key KEY [--seconds 20]
 //! bench_load held --rtmp ADDR --http ADDR --flv FILE --room ROOM --key KEY --requests N
 //!     [--server-pid PID]
 //! ```
@@ -100,8 +108,7 @@ impl Args {
     }
 }
 
-const USAGE: &str =
-    "usage: bench_load publish|part-latency|held --OPTION VALUE ... (see the file's doc comment)";
+const USAGE: &str = "usage: bench_load publish|part-latency|hint-latency|held --OPTION VALUE ... (see the file's doc comment)";
 
 #[tokio::main]
 async fn main() {
@@ -109,6 +116,7 @@ async fn main() {
         Ok(args) => match args.cmd.as_str() {
             "publish" => cmd_publish(&args).await,
             "part-latency" => cmd_part_latency(&args).await,
+            "hint-latency" => cmd_hint_latency(&args).await,
             "held" => cmd_held(&args).await,
             other => fail(format!("unknown command {other:?}\n{USAGE}")),
         },
@@ -431,6 +439,69 @@ impl HttpResponse {
 
 fn request_bytes(addr: SocketAddr, path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
+/// Reads one response on a kept-alive connection, with the kernel's receive time of its first
+/// bytes (`SO_TIMESTAMPNS`, seconds since the epoch): when the server's answer reached this
+/// socket, whatever this process was busy with then. Also returns when this process read it.
+async fn read_timed_response(stream: &TcpStream) -> Res<(Option<f64>, Instant, HttpResponse)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::os::fd::AsRawFd;
+    let fd = stream.as_raw_fd();
+    let mut raw = Vec::with_capacity(8192);
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    let mut kernel_at = None;
+    let mut read_at = None;
+    loop {
+        if let Some(total) = response_length(&raw)
+            && raw.len() >= total
+        {
+            break;
+        }
+        stream.readable().await?;
+        let got = stream.try_io(tokio::io::Interest::READABLE, || {
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let msg = recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT)
+                .map_err(std::io::Error::from)?;
+            let ts = msg.cmsgs().ok().and_then(|mut c| {
+                c.find_map(|m| match m {
+                    ControlMessageOwned::ScmTimestampns(t) => {
+                        Some(t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
+                    }
+                    _ => None,
+                })
+            });
+            Ok((msg.bytes, ts))
+        });
+        match got {
+            Ok((0, _)) => return fail("connection closed before the whole response"),
+            Ok((n, ts)) => {
+                if read_at.is_none() {
+                    read_at = Some(Instant::now());
+                    kernel_at = ts;
+                }
+                raw.extend_from_slice(&buf[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let at = read_at.unwrap_or_else(Instant::now);
+    Ok((kernel_at, at, parse_response(&raw)?))
+}
+
+/// The length of the whole response (head and a Content-Length body) once its head is in.
+fn response_length(raw: &[u8]) -> Option<usize> {
+    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&raw[..head_end]);
+    let length = head
+        .split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    Some(head_end + length)
 }
 
 /// Reads a whole response from a connection that the server closes after it.
@@ -1171,6 +1242,298 @@ async fn cmd_part_latency(args: &Args) -> Res<String> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// hint-latency
+
+/// A response read as it arrives: when its first body byte and its last byte came.
+struct TimedResponse {
+    status: u16,
+    /// `Transfer-Encoding: chunked` (a streamed part) rather than a `Content-Length`.
+    chunked: bool,
+    body: Vec<u8>,
+    /// HTTP chunks of a chunked body (the terminating one not counted).
+    http_chunks: usize,
+    first_body_at: Option<Instant>,
+    last_byte_at: Instant,
+}
+
+/// A chunked body's data and its number of chunks, once its terminating chunk is in.
+fn dechunk_counted(mut rest: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let mut body = Vec::new();
+    let mut n = 0;
+    loop {
+        let eol = rest.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&rest[..eol]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        rest = &rest[eol + 2..];
+        if size == 0 {
+            return Some((body, n));
+        }
+        body.extend_from_slice(rest.get(..size)?);
+        n += 1;
+        rest = rest.get(size + 2..)?;
+    }
+}
+
+/// GET on its own connection, timing the arrival of the body's first byte and of the
+/// response's last byte (a complete chunked body or `Content-Length` bytes). A chunked response
+/// that ends without its terminating chunk (the server aborted it) is an error.
+async fn timed_get(addr: SocketAddr, path: &str, limit: Duration) -> Res<TimedResponse> {
+    let go = async {
+        let mut s = TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        s.write_all(&request_bytes(addr, path)).await?;
+        let mut raw = Vec::with_capacity(64 * 1024);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut head: Option<(usize, u16, bool, Option<usize>)> = None;
+        let mut first_body_at = None;
+        loop {
+            let n = s.read(&mut buf).await?;
+            let at = Instant::now();
+            if n == 0 {
+                return fail(format!(
+                    "GET {path}: connection closed before the whole response"
+                ));
+            }
+            raw.extend_from_slice(&buf[..n]);
+            if head.is_none()
+                && let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n")
+            {
+                let text = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+                let status = text
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or("HTTP status line without a status")?;
+                let chunked = text.contains("\r\ntransfer-encoding: chunked");
+                let length = text
+                    .split("\r\n")
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok());
+                head = Some((end + 4, status, chunked, length));
+            }
+            let Some((body_start, status, chunked, length)) = head else {
+                continue;
+            };
+            let rest = &raw[body_start..];
+            if first_body_at.is_none() && !rest.is_empty() {
+                first_body_at = Some(at);
+            }
+            let done = if chunked {
+                dechunk_counted(rest)
+            } else {
+                let len = length.unwrap_or(0);
+                (rest.len() >= len).then(|| (rest[..len].to_vec(), 0))
+            };
+            if let Some((body, http_chunks)) = done {
+                return Ok(TimedResponse {
+                    status,
+                    chunked,
+                    body,
+                    http_chunks,
+                    first_body_at,
+                    last_byte_at: at,
+                });
+            }
+        }
+    };
+    match timeout(limit, go).await {
+        Ok(r) => r,
+        Err(_) => fail(format!("GET {path}: no complete answer within {limit:?}")),
+    }
+}
+
+/// `EXT-X-PRELOAD-HINT:TYPE=PART`'s URI and the (msn, part index) its name says
+/// (`PREFIX-MSN.PART.m4s`).
+fn part_hint(text: &str) -> Option<(String, u64, u32)> {
+    let attrs = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("#EXT-X-PRELOAD-HINT:"))
+        .find(|a| attr(a, "TYPE") == Some("PART"))?;
+    let uri = attr(attrs, "URI")?.to_owned();
+    let (stem, part) = uri.strip_suffix(".m4s")?.rsplit_once('.')?;
+    let msn = stem.rsplit_once('-')?.1.parse().ok()?;
+    let part = part.parse().ok()?;
+    Some((uri, msn, part))
+}
+
+/// (bytes, `moof` count, `mdat` payload bytes) of a media segment.
+fn segment_layout(media: &[u8]) -> (usize, usize, usize) {
+    let (mut moofs, mut payload) = (0, 0);
+    for (kind, body) in boxes(media) {
+        match &kind {
+            b"moof" => moofs += 1,
+            b"mdat" => payload += body.len(),
+            _ => {}
+        }
+    }
+    (media.len(), moofs, payload)
+}
+
+/// Milliseconds from `earlier` to `later`, negative when `later` came first.
+fn signed_ms(later: Instant, earlier: Instant) -> f64 {
+    match later.checked_duration_since(earlier) {
+        Some(d) => d.as_secs_f64() * 1000.0,
+        None => -(earlier.saturating_duration_since(later).as_secs_f64() * 1000.0),
+    }
+}
+
+async fn cmd_hint_latency(args: &Args) -> Res<String> {
+    let http = args.addr("http")?;
+    let room = args.str("room")?.to_owned();
+    let seconds: f64 = args.num("seconds", 20.0)?;
+    let src = Arc::new(Source::load(args.str("flv")?)?);
+    let run = Duration::from_secs_f64(seconds.clamp(1.0, 600.0));
+    let publisher = BackgroundPublisher::start(args, src.clone(), run + Duration::from_secs(20))?;
+
+    let first = wait_playlist(http, &room, Duration::from_secs(15)).await?;
+    if let Some(reason) = ll_hls_missing(&first) {
+        return Ok(unavailable("hint_latency", &reason));
+    }
+    let base = format!("/live/{room}/");
+    let Some(map) = first.map_uri.clone() else {
+        return fail("media playlist without EXT-X-MAP");
+    };
+    let init = get_ok(http, &format!("{base}{map}")).await?;
+    let (track, timescale) = video_track(&init).ok_or("init segment without a video track")?;
+    let to_ms = |ticks: u64| ticks as f64 * 1000.0 / f64::from(timescale);
+    // Calibration as in part-latency: segment 0 starts with the first keyframe sent.
+    let Some((0, seg0)) = first.segments.first().cloned() else {
+        return fail(
+            "the room's first playlist does not start at media sequence 0; start a fresh room",
+        );
+    };
+    let seg0 = get_ok(http, &format!("{base}{seg0}")).await?;
+    let (dts0, _) = video_dts_range(&seg0, track).ok_or("segment 0 has no video samples")?;
+    let offset_ms = to_ms(dts0) - f64::from(src.first_keyframe_ms);
+
+    // From the part's first / last video frame leaving the publisher to the response's first
+    // body byte / last byte.
+    let (mut first_byte_first, mut first_byte_last) = (Vec::new(), Vec::new());
+    let (mut last_byte_first, mut last_byte_last) = (Vec::new(), Vec::new());
+    let mut http_chunks = Vec::new();
+    let (mut chunked, mut whole) = (0u64, 0u64);
+    let (mut errors, mut unmatched, mut no_hint) = (0u64, 0u64, 0u64);
+    let playlist_path = format!("{base}stream.m3u8");
+    // Wait for the part after the newest one: its playlist hints the one after it.
+    let mut ask = first
+        .last_part()
+        .map(|p| (p.msn, p.index + 1))
+        .ok_or("playlist lost its parts")?;
+    let deadline = Instant::now() + run;
+    while Instant::now() < deadline {
+        publisher.check_alive()?;
+        let q = format!("{playlist_path}?_HLS_msn={}&_HLS_part={}", ask.0, ask.1);
+        let text = match http_get(http, &q, Duration::from_secs(6)).await {
+            Ok(r) if r.status == 200 => r.text(),
+            Ok(r) => {
+                errors += 1;
+                eprintln!("{q}: status {}", r.status);
+                sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(e) => {
+                errors += 1;
+                eprintln!("{q}: {e}");
+                continue;
+            }
+        };
+        let Some((uri, msn, part)) = part_hint(&text) else {
+            no_hint += 1;
+            sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        // The hinted part does not exist yet: ask for it at once, as an LL-HLS player does.
+        let resp = match timed_get(http, &format!("{base}{uri}"), Duration::from_secs(6)).await {
+            Ok(r) if r.status == 200 => r,
+            Ok(r) => {
+                errors += 1;
+                eprintln!("{uri}: status {}", r.status);
+                ask = (msn, part);
+                continue;
+            }
+            Err(e) => {
+                errors += 1;
+                eprintln!("{e}");
+                ask = (msn, part);
+                continue;
+            }
+        };
+        // The next playlist is the one listing this part (ready now): it hints the next one.
+        ask = (msn, part);
+        if resp.chunked {
+            chunked += 1;
+            http_chunks.push(resp.http_chunks as f64);
+        } else {
+            whole += 1;
+        }
+        let Some((a, b)) = video_dts_range(&resp.body, track) else {
+            unmatched += 1;
+            continue;
+        };
+        let (Some(sent_first), Some(sent_last), Some(first_body_at)) = (
+            publisher.sent_at(to_ms(a) - offset_ms),
+            publisher.sent_at(to_ms(b) - offset_ms),
+            resp.first_body_at,
+        ) else {
+            unmatched += 1;
+            continue;
+        };
+        first_byte_first.push(signed_ms(first_body_at, sent_first));
+        first_byte_last.push(signed_ms(first_body_at, sent_last));
+        last_byte_first.push(signed_ms(resp.last_byte_at, sent_first));
+        last_byte_last.push(signed_ms(resp.last_byte_at, sent_last));
+    }
+
+    // Segment sizes: the same media in either mode, so their difference is box overhead.
+    let now = Playlist::parse(&String::from_utf8_lossy(
+        &get_ok(http, &playlist_path).await?,
+    ));
+    drop(publisher);
+    let mut segments = String::from("[");
+    let (mut total, mut total_payload, mut total_moofs, mut n) = (0usize, 0usize, 0usize, 0usize);
+    for (msn, uri) in now.segments.iter().filter(|(msn, _)| (1..=4).contains(msn)) {
+        let media = get_ok(http, &format!("{base}{uri}")).await?;
+        let (bytes, moofs, payload) = segment_layout(&media);
+        if n > 0 {
+            segments.push(',');
+        }
+        let _ = write!(
+            segments,
+            "{{\"msn\":{msn},\"bytes\":{bytes},\"moofs\":{moofs},\"mdat_payload\":{payload}}}"
+        );
+        total += bytes;
+        total_payload += payload;
+        total_moofs += moofs;
+        n += 1;
+    }
+    segments.push(']');
+    let per = |v: usize| (n > 0).then(|| v as f64 / n as f64);
+    Ok(Json::default()
+        .str("kind", "hint_latency")
+        .bool("available", true)
+        .opt("part_target_s", first.part_target_s)
+        .int("parts_chunked", chunked)
+        .int("parts_whole", whole)
+        .raw("http_chunks_per_part", &stats_json(&http_chunks))
+        .raw(
+            "first_frame_to_first_byte_ms",
+            &stats_json(&first_byte_first),
+        )
+        .raw("last_frame_to_first_byte_ms", &stats_json(&first_byte_last))
+        .raw("first_frame_to_last_byte_ms", &stats_json(&last_byte_first))
+        .raw("last_frame_to_last_byte_ms", &stats_json(&last_byte_last))
+        .raw("segments", &segments)
+        .opt("segment_bytes_mean", per(total))
+        .opt("segment_mdat_payload_mean", per(total_payload))
+        .opt("segment_box_overhead_mean", per(total - total_payload))
+        .opt("segment_moofs_mean", per(total_moofs))
+        .int("skipped_unmatched", unmatched)
+        .int("skipped_no_hint", no_hint)
+        .int("errors", errors)
+        .end())
+}
+
+// ---------------------------------------------------------------------------------------------
 // held
 
 async fn cmd_held(args: &Args) -> Res<String> {
@@ -1255,11 +1618,17 @@ async fn cmd_held(args: &Args) -> Res<String> {
     while target.1 >= per_segment {
         target = (target.0 + 1, target.1 - per_segment);
     }
+    // Asked as hls.js asks once it has a playlist: a delta update (its servers advertise
+    // CAN-SKIP-UNTIL), gzip accepted (every browser sends Accept-Encoding), on a kept-alive
+    // connection. The measured answer is the response, not a connection close.
     let query = format!(
-        "{playlist_path}?_HLS_msn={}&_HLS_part={}",
+        "{playlist_path}?_HLS_msn={}&_HLS_part={}&_HLS_skip=YES",
         target.0, target.1
     );
-    let request = Arc::new(request_bytes(http, &query));
+    let request = Arc::new(
+        format!("GET {query} HTTP/1.1\r\nHost: {http}\r\nAccept-Encoding: gzip\r\n\r\n")
+            .into_bytes(),
+    );
 
     let sent = Arc::new(AtomicUsize::new(0));
     let answered = Arc::new(AtomicBool::new(false));
@@ -1273,14 +1642,16 @@ async fn cmd_held(args: &Args) -> Res<String> {
     let mut waiting = Vec::with_capacity(conns.len());
     for mut s in conns {
         let (request, sent, answered) = (request.clone(), sent.clone(), answered.clone());
+        // The kernel stamps each arrival, so the spread is the server's, not this process's.
+        let _ =
+            nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::ReceiveTimestampns, &true);
         waiting.push(tokio::spawn(async move {
             s.write_all(&request).await.ok()?;
             sent.fetch_add(1, Ordering::Relaxed);
-            let r = timeout(Duration::from_secs(10), read_response(&mut s)).await;
-            let at = Instant::now();
+            let r = timeout(Duration::from_secs(10), read_timed_response(&s)).await;
             answered.store(true, Ordering::Relaxed);
             match r {
-                Ok(Ok(r)) => Some((at, r.status, r.body)),
+                Ok(Ok((kernel_at, at, r))) => Some((at, kernel_at, r.status, r.body)),
                 _ => None,
             }
         }));
@@ -1301,17 +1672,40 @@ async fn cmd_held(args: &Args) -> Res<String> {
     let rss_after = rss(&server_pid);
 
     let target_uri_present = |body: &[u8]| {
-        let p = Playlist::parse(&String::from_utf8_lossy(body));
+        let mut text = String::new();
+        let gzip = body.starts_with(&[0x1f, 0x8b]);
+        if gzip {
+            use std::io::Read as _;
+            if flate2::read::GzDecoder::new(body)
+                .read_to_string(&mut text)
+                .is_err()
+            {
+                return false;
+            }
+        } else {
+            text = String::from_utf8_lossy(body).into_owned();
+        }
+        let p = Playlist::parse(&text);
         p.parts.iter().any(|r| (r.msn, r.index) >= target)
     };
+    let body_bytes = outcomes
+        .iter()
+        .flatten()
+        .map(|(_, _, _, body)| body.len())
+        .max()
+        .unwrap_or(0);
     let mut arrivals = Vec::new();
+    let mut kernel_arrivals = Vec::new();
     let mut bad_status = 0u64;
     let mut early = 0u64;
     let mut failed = 0u64;
     for o in outcomes {
         match o {
-            Some((at, 200, body)) if target_uri_present(&body) => arrivals.push(at),
-            Some((_, 200, _)) => early += 1,
+            Some((at, kernel_at, 200, body)) if target_uri_present(&body) => {
+                arrivals.push(at);
+                kernel_arrivals.extend(kernel_at);
+            }
+            Some((_, _, 200, _)) => early += 1,
             Some(_) => bad_status += 1,
             None => failed += 1,
         }
@@ -1328,6 +1722,16 @@ async fn cmd_held(args: &Args) -> Res<String> {
             .collect(),
         None => Vec::new(),
     };
+    // The same from the kernel's receive timestamps (absent where the kernel gave none).
+    let kernel_first = kernel_arrivals
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min);
+    let kernel_wake: Vec<f64> = kernel_arrivals
+        .iter()
+        .map(|t| (t - kernel_first) * 1000.0)
+        .collect();
+    let kernel_spread = kernel_wake.iter().copied().reduce(f64::max);
     let per_request = match (rss_connected, rss_held) {
         (Some(c), h) if h > 0 && !arrivals.is_empty() => {
             Some(h.saturating_sub(c) as f64 / arrivals.len() as f64)
@@ -1344,6 +1748,7 @@ async fn cmd_held(args: &Args) -> Res<String> {
         .int("bad_status", bad_status)
         .int("failed", failed)
         .num("target_ahead_ms", f64::from(ahead) * part_target * 1000.0)
+        .int("response_body_bytes", body_bytes as u64)
         .num("send_ms", all_sent_ms)
         .bool("answered_before_all_sent", answered_before_all_sent)
         .opt("server_rss_before_kb", rss_before.map(|v| v as f64))
@@ -1353,5 +1758,12 @@ async fn cmd_held(args: &Args) -> Res<String> {
         .opt("server_kb_per_held_request", per_request)
         .opt("wake_spread_ms", spread)
         .raw("wake_after_first_ms", &stats_json(&wake))
+        .int("kernel_timestamps", kernel_wake.len() as u64)
+        .opt(
+            "kernel_first_epoch_s",
+            kernel_first.is_finite().then_some(kernel_first),
+        )
+        .opt("kernel_wake_spread_ms", kernel_spread)
+        .raw("kernel_wake_after_first_ms", &stats_json(&kernel_wake))
         .end())
 }

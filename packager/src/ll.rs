@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use crate::naming::{self, Name};
 use crate::packager::Packager;
-use crate::request::{PartState, PlaylistRequest, QueryError, Readiness, RenditionReport};
+use crate::request::{
+    PartProgress, PartState, PlaylistRequest, QueryError, Readiness, RenditionReport,
+};
 
 /// hls.js gives up on a blocking playlist request after max(3 × PART-TARGET, 0.8 × target
 /// duration) (`playlist-loader.ts`, for requests with `_HLS_part`); requests are held for this
@@ -134,6 +136,52 @@ impl Packager {
                 PartState::Pending
             }
             _ => PartState::Unknown,
+        }
+    }
+
+    /// How far the resource `name` has come, for a server that streams the hinted part while
+    /// it is written ([`PackagerConfig::stream_parts`]): [`PartProgress::Complete`] once
+    /// [`get`](Self::get) has it; [`PartProgress::Writing`] with the chunks made so far while it
+    /// is what `EXT-X-PRELOAD-HINT` names ([`PartState::Pending`]; an init segment never has
+    /// chunks: it comes whole); [`PartProgress::Gone`] otherwise — unknown, evicted, or
+    /// abandoned (the hint moved on without it).
+    ///
+    /// A part's chunks only grow, and the complete part is the same chunks, unless its writing
+    /// is abandoned and started again under the same name (a resync before the segment's first
+    /// part): the writing `id` then changes.
+    ///
+    /// [`PackagerConfig::stream_parts`]: crate::PackagerConfig::stream_parts
+    pub fn part_progress(&self, name: &str) -> PartProgress {
+        let part = match naming::parse(&self.config.name_prefix, name) {
+            Some(Name::Part(msn, part)) => Some((msn, part)),
+            _ => None,
+        };
+        if let Some(resource) = self.get(name) {
+            let id = part.and_then(|(msn, part)| {
+                let segment = self
+                    .complete_segment(msn)
+                    .or_else(|| self.open_segment().filter(|s| s.msn == msn))?;
+                segment.parts.get(usize::try_from(part).ok()?)?.writing
+            });
+            return PartProgress::Complete {
+                id,
+                chunks: resource.chunks,
+            };
+        }
+        match self.part_state(name) {
+            PartState::Pending => {
+                // The hinted part is the one being written: the open part's chunks are its.
+                let (id, chunks) = match part.and(self.open_part_chunks()) {
+                    Some((id, chunks)) => (Some(id), chunks),
+                    None => (None, Vec::new()),
+                };
+                PartProgress::Writing { id, chunks }
+            }
+            PartState::Ready(resource) => PartProgress::Complete {
+                id: None,
+                chunks: resource.chunks,
+            },
+            PartState::Unknown => PartProgress::Gone,
         }
     }
 

@@ -60,13 +60,29 @@ pub(crate) struct InitSegment {
     pub(crate) data: Bytes,
 }
 
-/// One part: a single `moof`+`mdat`.
+/// One part: a single `moof`+`mdat`, or with `stream_parts` the CMAF chunks it was written as.
 #[derive(Debug)]
 pub(crate) struct Part {
-    pub(crate) data: Bytes,
+    /// Its bytes: one buffer, or its chunks in order.
+    pub(crate) chunks: Vec<Bytes>,
+    /// The id of its writing as chunks (see [`crate::PartProgress`]); `None` when written whole.
+    pub(crate) writing: Option<u64>,
     /// Duration in the segment's timescale.
     pub(crate) duration: u64,
     pub(crate) independent: bool,
+}
+
+impl Part {
+    pub(crate) fn len(&self) -> usize {
+        self.chunks.iter().map(Bytes::len).sum()
+    }
+}
+
+/// The part being written as CMAF chunks (`stream_parts`), not complete yet.
+#[derive(Debug)]
+struct OpenPart {
+    id: u64,
+    chunks: Vec<Bytes>,
 }
 
 /// A media segment, complete or being written.
@@ -155,6 +171,9 @@ struct Track {
     held: Option<Sample>,
     /// Finished samples not yet written into a part.
     queue: VecDeque<Sample>,
+    /// How many samples at the front of `queue` are already in chunks of the open part
+    /// (`stream_parts`); they leave the queue when the part is complete.
+    chunked: usize,
     last_duration: u32,
     log: LogBudget,
 }
@@ -201,6 +220,7 @@ impl Track {
         self.queue.push_back(sample);
         if self.queue.len() > MAX_QUEUED_SAMPLES {
             self.queue.pop_front();
+            self.chunked = self.chunked.saturating_sub(1);
             if let Some(count) = self.log.allow() {
                 warn!(track = ?self.kind, count, "too many samples waiting for the other track; oldest dropped");
             }
@@ -245,6 +265,8 @@ struct Running {
     init_gen: u32,
     open: Option<Segment>,
     part_start: u64,
+    /// The chunks of the part being written (`stream_parts`).
+    open_part: Option<OpenPart>,
 }
 
 #[derive(Debug)]
@@ -304,6 +326,10 @@ pub struct Packager {
     /// `PART-TARGET`, fixed when the first publish starts (see `choose_part_target`).
     part_target: Option<Duration>,
     next_fragment_seq: u32,
+    /// CMAF chunks of open parts made so far (`stream_parts`).
+    chunks_made: u64,
+    /// Id of the next writing of a part as chunks.
+    next_writing_id: u64,
     warned: DropWarnings,
 }
 
@@ -341,6 +367,8 @@ impl Packager {
             target_duration: None,
             part_target: None,
             next_fragment_seq: 1,
+            chunks_made: 0,
+            next_writing_id: 1,
             warned: DropWarnings::default(),
         }
     }
@@ -518,7 +546,11 @@ impl Packager {
             }
             Name::Segment(msn) => self.complete_segment(msn).map(|s| Resource {
                 kind: ResourceKind::Segment,
-                chunks: s.parts.iter().map(|p| p.data.clone()).collect(),
+                chunks: s
+                    .parts
+                    .iter()
+                    .flat_map(|p| p.chunks.iter().cloned())
+                    .collect(),
             }),
             Name::Part(msn, part) => {
                 let segment = self
@@ -527,9 +559,28 @@ impl Packager {
                 let part = segment.parts.get(usize::try_from(part).ok()?)?;
                 Some(Resource {
                     kind: ResourceKind::Part,
-                    chunks: vec![part.data.clone()],
+                    chunks: part.chunks.clone(),
                 })
             }
+        }
+    }
+
+    /// CMAF chunks of parts made so far: it only grows, and only with
+    /// [`PackagerConfig::stream_parts`]. A chunk of the hinted part changes no playlist, so
+    /// [`handle`](Self::handle) does not report it; a server that streams the hinted part
+    /// ([`part_progress`](Self::part_progress)) wakes its requests when this moves or `handle`
+    /// reports a change.
+    ///
+    /// [`PackagerConfig::stream_parts`]: crate::PackagerConfig::stream_parts
+    pub fn chunks_made(&self) -> u64 {
+        self.chunks_made
+    }
+
+    /// The writing id and chunks of the part being written as chunks, once it has one.
+    pub(crate) fn open_part_chunks(&self) -> Option<(u64, Vec<Bytes>)> {
+        match &self.phase {
+            Phase::Running(r) => r.open_part.as_ref().map(|p| (p.id, p.chunks.clone())),
+            _ => None,
         }
     }
 
@@ -556,7 +607,7 @@ impl Packager {
                     name: naming::part(prefix, msn, u32::try_from(i).unwrap_or(u32::MAX)),
                     duration: crate::time::seconds(p.duration, segment.timescale),
                     independent: p.independent,
-                    size: p.data.len(),
+                    size: p.len(),
                 })
                 .collect(),
         })
@@ -1018,6 +1069,7 @@ impl Packager {
             init_gen: generation,
             open: None,
             part_start: 0,
+            open_part: None,
         });
 
         for (i, (frame, _)) in buffer.iter().enumerate() {
@@ -1050,6 +1102,7 @@ impl Packager {
                     timing,
                     held: None,
                     queue: VecDeque::new(),
+                    chunked: 0,
                     last_duration: 0,
                     log: LogBudget::default(),
                 }
@@ -1069,6 +1122,7 @@ impl Packager {
                     timing,
                     held: None,
                     queue: VecDeque::new(),
+                    chunked: 0,
                     last_duration: 0,
                     log: LogBudget::default(),
                 }
@@ -1242,6 +1296,9 @@ impl Packager {
         }
         if flush {
             changed |= self.close_segment(&mut running);
+        } else if self.config.stream_parts {
+            // Not a change of the playlists: counted in `chunks_made` instead.
+            self.write_chunks(&mut running);
         }
         self.phase = Phase::Running(running);
         changed
@@ -1260,6 +1317,37 @@ impl Packager {
     /// later, once the duration is known (never longer than the part target); when it wrongly
     /// says "does not fit", the part is one frame shorter than it could have been.
     fn next_cut(&self, running: &Running, flush: bool) -> Option<(usize, Cut, Option<u64>)> {
+        let leader = running.tracks.first()?;
+        let first = leader.queue.front()?;
+        let Some((index, cut)) = self.part_end(running, flush) else {
+            return flush.then_some((leader.queue.len(), Cut::End, None));
+        };
+        if index == 0 {
+            return Some((0, cut, Some(first.dts)));
+        }
+        let boundary = leader
+            .queue
+            .get(index)
+            .or(leader.held.as_ref())
+            .map_or(0, |s| s.dts);
+        if flush {
+            return Some((index, cut, Some(boundary)));
+        }
+        // Wait until the other track has everything before the boundary, unless the first track
+        // is already far ahead (the other one stalled or stopped).
+        Self::interleaved(running, boundary).then_some((index, cut, Some(boundary)))
+    }
+
+    /// Where the part that starts at the front of the first track's queue ends, as far as the
+    /// first track tells (see [`next_cut`](Self::next_cut), which adds the wait for the other
+    /// tracks): the number of samples it takes and the kind of cut; `(0, Cut::Segment)` when
+    /// the open segment must end before it; `None` when not known yet.
+    ///
+    /// Whether a queued sample (other than the first) is a cut point depends only on that
+    /// sample, the open segment and the open part; so a cut found before a sample can come
+    /// later only at or after the first one found now (or at the held sample). That is what
+    /// makes the samples before it safe to write as chunks of the open part.
+    fn part_end(&self, running: &Running, flush: bool) -> Option<(usize, Cut)> {
         let leader = running.tracks.first()?;
         let first = leader.queue.front()?;
         let ts = leader.timescale;
@@ -1291,7 +1379,7 @@ impl Packager {
                 > max_segment
         {
             debug!("segment cut without a keyframe to respect the target duration");
-            return Some((0, Cut::Segment, Some(first.dts)));
+            return Some((0, Cut::Segment));
         }
 
         let mut cut = None;
@@ -1335,19 +1423,17 @@ impl Packager {
                 cut = Some((index, Cut::Part));
             }
         }
-        let Some((index, cut)) = cut else {
-            return flush.then_some((leader.queue.len(), Cut::End, None));
+        cut
+    }
+
+    /// Whether the other tracks have every sample that starts before `boundary` (first-track
+    /// ticks) — their newest frame starts at or after it — or the first track is so far ahead
+    /// ([`MAX_INTERLEAVE_MS`]) that a stalled or stopped track is not waited for.
+    fn interleaved(running: &Running, boundary: u64) -> bool {
+        let Some(leader) = running.tracks.first() else {
+            return true;
         };
-        let boundary = leader
-            .queue
-            .get(index)
-            .or(leader.held.as_ref())
-            .map_or(0, |s| s.dts);
-        if flush {
-            return Some((index, cut, Some(boundary)));
-        }
-        // Wait until the other track has everything before the boundary, unless the first track
-        // is already far ahead (the other one stalled or stopped).
+        let ts = leader.timescale;
         let newest = leader.held.as_ref().map_or(boundary, |h| h.dts);
         let lead = newest.saturating_sub(boundary);
         let waited_enough = lead >= MAX_INTERLEAVE_MS * u64::from(ts) / 1000;
@@ -1356,7 +1442,119 @@ impl Packager {
                 .as_ref()
                 .is_some_and(|h| cmp_time(h.dts, t.timescale, boundary, ts) != Ordering::Less)
         });
-        (others_ready || waited_enough).then_some((index, cut, Some(boundary)))
+        others_ready || waited_enough
+    }
+
+    /// With `stream_parts`, after every part that can be written is: writes a chunk of the open
+    /// part for each finished sample of the first track that belongs to it whatever comes next
+    /// (it lies before any cut [`part_end`](Self::part_end) can still find) and whose end the
+    /// other tracks have reached, as [`next_cut`](Self::next_cut) waits for them at a part's
+    /// end. These are the moments at which a cut could be decided, so a part's last chunk is
+    /// made when the part would have been written whole.
+    fn write_chunks(&mut self, running: &mut Running) {
+        let certain = match self.part_end(running, false) {
+            Some((index, _)) => index,
+            None => running.tracks.first().map_or(0, |t| t.queue.len()),
+        };
+        loop {
+            let Some(leader) = running.tracks.first() else {
+                return;
+            };
+            if leader.chunked >= certain {
+                return;
+            }
+            let Some(sample) = leader.queue.get(leader.chunked) else {
+                return;
+            };
+            let end = sample.dts.saturating_add(u64::from(sample.duration));
+            if !Self::interleaved(running, end) {
+                return;
+            }
+            self.write_chunk(running, 1, Some(end));
+        }
+    }
+
+    /// Writes one chunk of the open part: the next `leader` (0 or 1) samples of the first track
+    /// not in a chunk yet, and the other tracks' samples not in a chunk yet that start before
+    /// `boundary` (all of them without one).
+    fn write_chunk(&mut self, running: &mut Running, leader: usize, boundary: Option<u64>) {
+        let Some(leader_ts) = running.tracks.first().map(|t| t.timescale) else {
+            return;
+        };
+        let mut taken = Vec::with_capacity(running.tracks.len());
+        for (i, track) in running.tracks.iter_mut().enumerate() {
+            let from = track.chunked.min(track.queue.len());
+            let n = if i == 0 {
+                leader.min(track.queue.len() - from)
+            } else {
+                taken_before(track, boundary, leader_ts).saturating_sub(from)
+            };
+            track.chunked = from + n;
+            let samples: Vec<Sample> = track.queue.range(from..from + n).cloned().collect();
+            taken.push((track.id, track.kind == TrackKind::Video, samples));
+        }
+        let runs: Vec<TrackRun<'_>> = taken
+            .iter()
+            .map(|(track_id, with_cts, samples)| TrackRun {
+                track_id: *track_id,
+                samples,
+                with_cts: *with_cts,
+            })
+            .collect();
+        let sequence = self.next_fragment_seq;
+        self.next_fragment_seq = self.next_fragment_seq.checked_add(1).unwrap_or(1);
+        match fmp4::fragment(sequence, &runs) {
+            Ok(data) => {
+                let next_id = &mut self.next_writing_id;
+                let part = running.open_part.get_or_insert_with(|| {
+                    let id = *next_id;
+                    *next_id = next_id.wrapping_add(1);
+                    OpenPart {
+                        id,
+                        chunks: Vec::new(),
+                    }
+                });
+                part.chunks.push(data);
+                self.chunks_made = self.chunks_made.wrapping_add(1);
+            }
+            Err(e) => error!(error = %e, "cannot write a chunk of a part; its samples are lost"),
+        }
+    }
+
+    /// With `stream_parts`, when the part of the first `index` samples of the first track is
+    /// complete: writes the chunks it still lacks — one per first-track sample, the last with
+    /// the other tracks' samples up to `boundary`, and one more with only other-track samples
+    /// if the part takes some that no chunk carries yet (a final flush takes them all).
+    fn finish_chunks(&mut self, running: &mut Running, index: usize, boundary: Option<u64>) {
+        loop {
+            let Some(leader) = running.tracks.first() else {
+                return;
+            };
+            let next = leader.chunked;
+            if next >= index.min(leader.queue.len()) {
+                break;
+            }
+            let chunk_boundary = if next + 1 >= index {
+                boundary
+            } else {
+                leader
+                    .queue
+                    .get(next)
+                    .map(|s| s.dts.saturating_add(u64::from(s.duration)))
+            };
+            self.write_chunk(running, 1, chunk_boundary);
+        }
+        let Some(leader_ts) = running.tracks.first().map(|t| t.timescale) else {
+            return;
+        };
+        let rest = running
+            .tracks
+            .iter()
+            .skip(1)
+            .any(|t| taken_before(t, boundary, leader_ts) > t.chunked);
+        if rest {
+            self.write_chunk(running, 0, boundary);
+        }
     }
 
     /// The longest sample of the first track: one that fits in a segment whatever
@@ -1433,10 +1631,24 @@ impl Packager {
         cut: Cut,
         boundary: Option<u64>,
     ) -> bool {
+        let boundary = match cut {
+            Cut::Part | Cut::Segment => boundary,
+            Cut::End => None,
+        };
+        let streamed = self.config.stream_parts;
+        if streamed {
+            self.finish_chunks(running, index, boundary);
+        }
         let Some(leader) = running.tracks.first_mut() else {
             return false;
         };
         let leader_ts = leader.timescale;
+        // Samples already in chunks are in the part whatever (see `part_end`: never more).
+        let index = if streamed {
+            index.max(std::mem::take(&mut leader.chunked))
+        } else {
+            index
+        };
         let leader_samples: Vec<Sample> = leader
             .queue
             .drain(..index.min(leader.queue.len()))
@@ -1450,16 +1662,9 @@ impl Packager {
 
         let mut others = Vec::with_capacity(running.tracks.len().saturating_sub(1));
         for track in running.tracks.iter_mut().skip(1) {
-            let n = match (boundary, cut) {
-                (Some(b), Cut::Part | Cut::Segment) => track
-                    .queue
-                    .iter()
-                    .take_while(|s| {
-                        cmp_time(s.dts, track.timescale, b, leader_ts) == Ordering::Less
-                    })
-                    .count(),
-                _ => track.queue.len(),
-            };
+            let n = taken_before(track, boundary, leader_ts)
+                .max(std::mem::take(&mut track.chunked))
+                .min(track.queue.len());
             others.push((
                 track.id,
                 track.kind,
@@ -1501,18 +1706,32 @@ impl Packager {
             running.part_start = first_dts;
         }
 
-        let sequence = self.next_fragment_seq;
-        self.next_fragment_seq = self.next_fragment_seq.checked_add(1).unwrap_or(1);
+        let written = if streamed {
+            // The part is the chunks made while it was written.
+            running
+                .open_part
+                .take()
+                .map(|p| (p.chunks, Some(p.id)))
+                .ok_or_else(|| "no chunk of it could be written".to_owned())
+        } else {
+            let sequence = self.next_fragment_seq;
+            self.next_fragment_seq = self.next_fragment_seq.checked_add(1).unwrap_or(1);
+            fmp4::fragment(sequence, &runs)
+                .map(|data| (vec![data], None))
+                .map_err(|e| e.to_string())
+        };
         let mut changed = false;
-        match fmp4::fragment(sequence, &runs) {
-            Ok(data) => {
+        match written {
+            Ok((chunks, writing)) => {
                 if let Some(open) = running.open.as_mut() {
-                    open.size += data.len();
-                    open.parts.push(Part {
-                        data,
+                    let part = Part {
+                        chunks,
+                        writing,
                         duration: end.saturating_sub(first_dts),
                         independent: first_sync,
-                    });
+                    };
+                    open.size += part.len();
+                    open.parts.push(part);
                     open.duration = end.saturating_sub(open.start);
                     if leader_is_video {
                         open.video_frames += leader_samples.len() as u64;
@@ -1612,6 +1831,19 @@ impl Packager {
             self.next_epoch_us = self.next_epoch_us.max(end_us);
         }
         changed
+    }
+}
+
+/// How many samples at the front of `track`'s queue start before `boundary` (in `leader_ts`
+/// ticks): those a part or chunk ending there takes. All of them without a boundary.
+fn taken_before(track: &Track, boundary: Option<u64>, leader_ts: u32) -> usize {
+    match boundary {
+        Some(b) => track
+            .queue
+            .iter()
+            .take_while(|s| cmp_time(s.dts, track.timescale, b, leader_ts) == Ordering::Less)
+            .count(),
+        None => track.queue.len(),
     }
 }
 

@@ -1,6 +1,8 @@
 //! LL-HLS delivery directives of a media playlist request (`_HLS_msn`, `_HLS_part`, `_HLS_skip`,
 //! draft-pantos-hls-rfc8216bis §6.2.5) and the answers the packager gives about them.
 
+use bytes::Bytes;
+
 use crate::Resource;
 
 /// `_HLS_skip`: whether the client asks for a Playlist Delta Update (§6.2.5.1).
@@ -101,6 +103,34 @@ pub enum PartState {
     Pending,
     /// Unknown, evicted, or never going to exist: 404.
     Unknown,
+}
+
+/// How far a resource that may still be being written has come
+/// ([`Packager::part_progress`](crate::Packager::part_progress)): what a server needs to stream
+/// the hinted part as its chunks are made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartProgress {
+    /// It exists: all its bytes, in order.
+    Complete {
+        /// The writing it came from (see `Writing::id`); `None` for resources not written as
+        /// chunks (init segments, segments, parts without
+        /// [`PackagerConfig::stream_parts`](crate::PackagerConfig::stream_parts)).
+        id: Option<u64>,
+        /// Its chunks. For a part written as chunks, the ones `Writing` showed, in the same
+        /// order, then the rest.
+        chunks: Vec<Bytes>,
+    },
+    /// It is named by the current `EXT-X-PRELOAD-HINT` and being written.
+    Writing {
+        /// Which writing of the part the chunks belong to, `None` before its first chunk. A
+        /// writing that is abandoned (a resync drops the samples it held) and started again
+        /// under the same name gets another id: the chunks seen before are not part of it.
+        id: Option<u64>,
+        /// The CMAF chunks made so far (always none without `stream_parts`).
+        chunks: Vec<Bytes>,
+    },
+    /// Unknown, evicted, or never going to exist (the hint moved on without it).
+    Gone,
 }
 
 /// `EXT-X-RENDITION-REPORT` of another rendition of the same room (§4.4.5.4): where its

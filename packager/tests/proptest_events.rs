@@ -20,7 +20,7 @@ use proptest::test_runner::FileFailurePersistence;
 use roomcast_media::{
     AacConfig, AudioConfig, AvcConfig, Frame, MediaEvent, StreamMetadata, TrackKind, VideoConfig,
 };
-use roomcast_packager::{Packager, PackagerConfig, PlaylistRequest, Readiness, Skip};
+use roomcast_packager::{Packager, PackagerConfig, PartProgress, PlaylistRequest, Readiness, Skip};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -369,6 +369,101 @@ fn run(ops: &[Op]) {
     check(&p);
 }
 
+/// One sample as compared: dts, duration, sync, cts, bytes.
+type SampleKey = (u64, u32, bool, i64, Bytes);
+
+/// A part's samples per track id, whatever its chunks.
+fn part_samples(bytes: &Bytes) -> HashMap<u32, Vec<SampleKey>> {
+    let mut out: HashMap<u32, Vec<_>> = HashMap::new();
+    for fragment in common::read_fragments(bytes) {
+        for run in fragment.runs {
+            out.entry(run.track_id).or_default().extend(
+                run.samples
+                    .into_iter()
+                    .map(|s| (s.dts, s.duration, s.sync, s.cts, s.data)),
+            );
+        }
+    }
+    out
+}
+
+/// With `stream_parts` the same events give the same change reports, the same playlists and
+/// parts with the same samples; the hinted part's chunks only grow while one writing of it
+/// lasts, and the complete part is exactly its chunks.
+fn run_streamed(ops: &[Op]) {
+    let config = PackagerConfig {
+        window_segments: 6,
+        retain_segments: 2,
+        ..common::config("p")
+    };
+    let mut held = Packager::new(config.clone());
+    let mut streamed = Packager::new(PackagerConfig {
+        stream_parts: true,
+        ..config
+    });
+    let (mut clock_a, mut wall_a) = (1_000, common::epoch());
+    let (mut clock_b, mut wall_b) = (1_000, common::epoch());
+    // The hinted part being followed: (name, writing id, chunks so far).
+    let mut following: Option<(String, Option<u64>, Vec<Bytes>)> = None;
+    for op in ops {
+        let a = apply(&mut held, op, &mut clock_a, &mut wall_a);
+        let b = apply(&mut streamed, op, &mut clock_b, &mut wall_b);
+        assert_eq!(a, b, "change reported differently after {op:?}");
+        let text = held.media_playlist();
+        assert_eq!(text, streamed.media_playlist());
+        if let Some((name, id, chunks)) = following.take() {
+            match streamed.part_progress(&name) {
+                PartProgress::Writing {
+                    id: now,
+                    chunks: more,
+                } if now == id || id.is_none() => {
+                    assert!(more.starts_with(&chunks), "{name}: chunks only grow");
+                    following = Some((name, now, more));
+                }
+                PartProgress::Complete {
+                    id: now,
+                    chunks: all,
+                } if id.is_some() && now == id => {
+                    assert!(all.starts_with(&chunks), "{name}: the part is its chunks");
+                    let part = streamed.get(&name).unwrap();
+                    assert_eq!(part.chunks, all);
+                }
+                // Abandoned (a resync), complete without chunks seen, or gone.
+                _ => {}
+            }
+        }
+        if following.is_none()
+            && let Some(text) = &text
+        {
+            let m = common::model(text);
+            if let Some((_, name)) = m.hints.iter().find(|(t, _)| t == "PART")
+                && let PartProgress::Writing { id, chunks } = streamed.part_progress(name)
+            {
+                following = Some((name.clone(), id, chunks));
+            }
+        }
+    }
+    held.end_publish(wall_a);
+    streamed.end_publish(wall_b);
+    let Some(text) = held.media_playlist() else {
+        return;
+    };
+    assert_eq!(Some(&text), streamed.media_playlist().as_ref());
+    for segment in &common::model(&text).segments {
+        for part in &segment.parts {
+            let a = held.get(&part.uri).unwrap();
+            let b = streamed.get(&part.uri).unwrap();
+            assert_eq!(a.chunks.len(), 1);
+            assert_eq!(
+                part_samples(&a.to_bytes()),
+                part_samples(&b.to_bytes()),
+                "{}",
+                part.uri
+            );
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         // Kept modest for the test suite; soak with PROPTEST_CASES=100000.
@@ -394,6 +489,17 @@ proptest! {
     #[test]
     fn arbitrary_events_from_nothing(ops in proptest::collection::vec(op(), 0..200)) {
         run(&ops);
+    }
+
+    #[test]
+    fn streamed_parts_match_whole_parts(
+        setup in proptest::collection::vec(op(), 0..4),
+        ops in proptest::collection::vec(op(), 0..400),
+    ) {
+        let mut all = vec![Op::VideoConfig(0), Op::AudioConfig { rate: 48_000, spf: 1024 }];
+        all.extend(setup);
+        all.extend(ops);
+        run_streamed(&all);
     }
 }
 

@@ -1,10 +1,13 @@
 // Opens a roomcast watch page in Debian's headless Chromium and reports, as one JSON line on
 // stdout, whether the video plays: currentTime must advance while the page runs.
-// Usage: node play.mjs URL [seconds=8]
+// Usage: node play.mjs URL [seconds=8] [--bare]
+// --bare: URL is an HLS playlist, played by hls.js at its default settings (`new Hls()`) in an
+// otherwise empty page on the server's origin, instead of by the watch page.
 import { chromium } from "playwright-core";
 
 const url = process.argv[2];
 const seconds = Number(process.argv[3] || 8);
+const bare = process.argv.includes("--bare");
 if (!url) {
   console.error("usage: node play.mjs URL [seconds]");
   process.exit(2);
@@ -24,7 +27,23 @@ try {
   const page = await browser.newPage();
   page.on("pageerror", (e) => result.errors.push(String(e)));
   page.on("console", (m) => { if (m.type() === "error") result.errors.push(m.text()); });
-  await page.goto(url, { waitUntil: "load" });
+  page.on("response", (r) => { if (r.status() >= 400) result.errors.push(`${r.status()} ${r.url()}`); });
+  if (bare) {
+    const origin = new URL(url).origin;
+    await page.goto(`${origin}/healthz`, { waitUntil: "load" });
+    await page.setContent(`<!doctype html><video id="video" muted autoplay playsinline></video>
+      <script src="${origin}/assets/hls.min.js"></script>`, { waitUntil: "load" });
+    await page.evaluate((src) => {
+      const video = document.getElementById("video");
+      const hls = new Hls();
+      window.roomcastHls = hls;
+      hls.loadSource(src);
+      hls.attachMedia(video);
+      video.play().catch(() => {});
+    }, url);
+  } else {
+    await page.goto(url, { waitUntil: "load" });
+  }
   const deadline = Date.now() + seconds * 1000;
   while (Date.now() < deadline) {
     await page.waitForTimeout(500);

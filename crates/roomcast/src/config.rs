@@ -193,6 +193,14 @@ pub struct HlsConfig {
     /// Milliseconds a room stays fetchable (with `EXT-X-ENDLIST`) after its publisher leaves,
     /// before it answers 404.
     pub offline_grace_ms: u64,
+    /// Answer a request for the part named by `EXT-X-PRELOAD-HINT` at once and stream the part
+    /// (chunked, one CMAF chunk per video frame) as its frames arrive, instead of holding the
+    /// request until the part is complete. The first byte arrives earlier (measured: 44 ms
+    /// after the part's first frame instead of 111 ms), the last byte does not (44 ms after its
+    /// last frame either way), and segments grow 0.8 %. Off by default: RFC 8216bis §6.2.6
+    /// forbids sending a part before all of it can go at full speed (clients measure bandwidth
+    /// on it), and hls.js at its defaults uses a part only once it is whole.
+    pub stream_hinted_parts: bool,
 }
 
 impl Default for HlsConfig {
@@ -203,6 +211,7 @@ impl Default for HlsConfig {
             window_segments: 12,
             retain_segments: 4,
             offline_grace_ms: 30_000,
+            stream_hinted_parts: false,
         }
     }
 }

@@ -200,7 +200,38 @@ impl From<roomcast_store::StoreError> for AppError {
 /// Largest resource name accepted under `/live/ROOM/`; ours are far shorter.
 const MAX_RESOURCE_NAME: usize = 128;
 
-/// The whole HTTP application.
+/// The whole HTTP origin: the viewers' hot path (`GET`/`HEAD /live/...` answered without the
+/// router and its layers) first, then the router.
+#[derive(Clone)]
+pub struct HttpOrigin {
+    state: AppState,
+    router: Router,
+}
+
+impl HttpOrigin {
+    /// The origin for `state`.
+    pub fn new(state: AppState) -> Self {
+        Self {
+            router: router(state.clone()),
+            state,
+        }
+    }
+}
+
+impl crate::listener::Origin for HttpOrigin {
+    async fn answer(
+        &self,
+        req: hyper::Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+    ) -> Response {
+        if let Some(resp) = live_fast_path(&self.state, &req, peer).await {
+            return resp;
+        }
+        self.router.answer(req, peer).await
+    }
+}
+
+/// Every route, with its layers ([`HttpOrigin`] answers `GET`/`HEAD /live/...` before it).
 pub fn router(state: AppState) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(Any)
@@ -220,6 +251,16 @@ pub fn router(state: AppState) -> Router {
         .route("/api/rooms/{room}", get(api_room))
         .route("/chat/{room}", get(crate::chat_ws::upgrade))
         .route("/healthz", get(|| async { "ok\n" }))
+        // Browsers ask for it on every page; no icon rather than a 404 in every console.
+        .route(
+            "/favicon.ico",
+            get(|| async {
+                (
+                    StatusCode::NO_CONTENT,
+                    [(header::CACHE_CONTROL, "public, max-age=86400")],
+                )
+            }),
+        )
         .route("/metrics", get(metrics))
         .merge(live)
         .fallback(|| async { AppError::NotFound("not found") })
@@ -260,7 +301,48 @@ async fn hls(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    check_room(&room)?;
+    serve_hls(&st, &room, &file, query.as_deref(), peer, &headers).await
+}
+
+/// `GET`/`HEAD /live/ROOM/FILE` without the router: the hot path of every viewer (a part and a
+/// blocking playlist request per part, per viewer), so it skips what the generic stack costs
+/// per request (path and header copies, the CORS and compression layers; playlists are
+/// gzipped once per version and media is never compressed). `None` hands the request to the
+/// router: other methods (CORS preflight), percent-encoded or odd paths.
+pub(crate) async fn live_fast_path(
+    st: &AppState,
+    req: &hyper::Request<hyper::body::Incoming>,
+    peer: SocketAddr,
+) -> Option<Response> {
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return None;
+    }
+    let rest = req.uri().path().strip_prefix("/live/")?;
+    let (room, file) = rest.split_once('/')?;
+    if file.contains('/') || rest.contains('%') {
+        return None;
+    }
+    let mut resp = match serve_hls(st, room, file, req.uri().query(), peer, req.headers()).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    // What the router's CORS layer adds to a simple request from any origin.
+    resp.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    Some(resp)
+}
+
+async fn serve_hls(
+    st: &AppState,
+    room: &str,
+    file: &str,
+    query: Option<&str>,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<Response, AppError> {
+    check_room(room)?;
     if file.is_empty()
         || file.len() > MAX_RESOURCE_NAME
         || !file
@@ -272,7 +354,7 @@ async fn hls(
     let live = st
         .inner
         .rooms
-        .get(&room)
+        .get(room)
         .ok_or(AppError::NotFound("room is offline or does not exist"))?;
     if file == "index.m3u8" || file == MEDIA_PLAYLIST_NAME {
         // A player that starts the moment the streamer goes live waits for the first segment
@@ -285,27 +367,40 @@ async fn hls(
             let text = live
                 .multivariant_playlist()
                 .ok_or(AppError::NotFound("stream has no segment yet"))?;
+            // Asked for once per player start: compressed per request.
+            let gzip = crate::rooms::gzip(text.as_bytes());
             return Ok(playlist_response(
-                &st,
+                st,
                 Bytes::from(text),
-                None,
-                &headers,
+                gzip,
+                headers,
                 false,
             ));
         }
-        count_player(&st, &room, peer, &headers);
-        return media_playlist(&st, &live, query.as_deref(), &headers).await;
+        count_player(st, room, peer, headers);
+        return media_playlist(st, &live, query, headers).await;
     }
-    if let Some(resource) = live.get(&file) {
+    if let Some(resource) = live.get(file) {
         return Ok(resource_response(resource));
     }
     // The part named by EXT-X-PRELOAD-HINT is requested before it exists: hold the request
-    // until it does, so it arrives the moment the part is complete.
-    if matches!(live.part_state(&file), PartState::Pending) {
+    // until it does, so it arrives the moment the part is complete — or, with
+    // hls.stream_hinted_parts, answer now and stream its chunks as they are made.
+    if matches!(live.part_state(file), PartState::Pending) {
         let limit = live.hold_limit();
-        let held = HeldRequest::new(&st);
-        let ready = held.is_some() && live.wait_for(limit, |r| r.get(&file).is_some()).await;
-        if ready && let Some(resource) = live.get(&file) {
+        let held = HeldRequest::new(st);
+        if st.inner.config.hls.stream_hinted_parts
+            && let Some(held) = held
+        {
+            return Ok(crate::part_stream::response(
+                live,
+                file.to_owned(),
+                limit,
+                held,
+            ));
+        }
+        let ready = held.is_some() && live.wait_for(limit, |r| r.get(file).is_some()).await;
+        if ready && let Some(resource) = live.get(file) {
             return Ok(resource_response(resource));
         }
     }
@@ -449,12 +544,10 @@ fn resource_response(resource: Resource) -> Response {
     let body = if resource.chunks.len() == 1 {
         Body::from(resource.chunks.into_iter().next().unwrap_or_default())
     } else {
-        Body::from_stream(futures_util::stream::iter(
-            resource
-                .chunks
-                .into_iter()
-                .map(Ok::<Bytes, std::convert::Infallible>),
-        ))
+        Body::new(ChunksBody {
+            remaining: len as u64,
+            chunks: resource.chunks.into(),
+        })
     };
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
@@ -466,6 +559,37 @@ fn resource_response(resource: Resource) -> Response {
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     resp
+}
+
+/// A body of shared buffers sent one after another, with its exact length known: what a
+/// stream adapter would do, without a boxed stream and a poll through it per buffer.
+struct ChunksBody {
+    chunks: std::collections::VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl http_body::Body for ChunksBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let next = self.chunks.pop_front();
+        if let Some(chunk) = &next {
+            self.remaining = self.remaining.saturating_sub(chunk.len() as u64);
+        }
+        std::task::Poll::Ready(next.map(|c| Ok(http_body::Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
 }
 
 /// A room as the JSON API shows it.

@@ -6,6 +6,7 @@ pub mod chat_ws;
 pub mod config;
 pub mod http;
 pub mod listener;
+pub mod part_stream;
 pub mod rooms;
 pub mod serve;
 pub mod telemetry;

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -202,9 +202,35 @@ fn try_take_slot(
     })
 }
 
+/// What the listener serves: one request from `peer` in, one response out.
+pub trait Origin: Clone + Send + Sync + 'static {
+    /// Answers `req`.
+    fn answer(
+        &self,
+        req: hyper::Request<Incoming>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Response> + Send;
+}
+
+/// A plain router, which sees the client address as [`ConnectInfo`].
+impl Origin for Router {
+    async fn answer(&self, mut req: hyper::Request<Incoming>, peer: SocketAddr) -> Response {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        match self.clone().oneshot(req.map(axum::body::Body::new)).await {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `stop` is cancelled, then gives in-flight requests
 /// `limits.shutdown_grace` to finish.
-pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: CancellationToken) {
+pub async fn serve<O: Origin>(
+    listener: TcpListener,
+    app: O,
+    limits: Limits,
+    stop: CancellationToken,
+) {
     let counts = Arc::new(Mutex::new(Counts::default()));
     let refusals = RateLimitedLog::new(Duration::from_secs(10));
     let graceful = GracefulShutdown::new();
@@ -251,12 +277,11 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: Can
             _slot: slot,
         };
         let app = app.clone();
-        let service = tower::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(req.map(axum::body::Body::new))
+        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let app = app.clone();
+            async move { Ok::<_, std::convert::Infallible>(app.answer(req, peer).await) }
         });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             if let Err(e) = conn.await {

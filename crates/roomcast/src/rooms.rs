@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use roomcast_hub::{Hub, MediaSubscription, Received, RoomEvent};
 use roomcast_packager::{
-    Packager, PackagerConfig, PartState, PlaylistRequest, Readiness, Resource, Skip, StreamStatus,
+    Packager, PackagerConfig, PartProgress, PartState, PlaylistRequest, Readiness, Resource, Skip,
+    StreamStatus,
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -44,7 +45,8 @@ pub struct RenderedPlaylist {
     pub gzip: Option<Bytes>,
 }
 
-fn gzip(data: &[u8]) -> Option<Bytes> {
+/// `data` gzip-compressed (fast level: playlists are small and mostly repeated lines).
+pub(crate) fn gzip(data: &[u8]) -> Option<Bytes> {
     use std::io::Write;
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     enc.write_all(data).ok()?;
@@ -57,6 +59,11 @@ pub struct LiveRoom {
     packager: RwLock<RoomState>,
     /// Bumped whenever something new became fetchable; HTTP requests that wait subscribe.
     version: watch::Sender<u64>,
+    /// Bumped with `version` and whenever a chunk of the hinted part is made
+    /// (`hls.stream_hinted_parts`): what streaming part requests wait on. A chunk alone does not
+    /// bump `version`, so playlists are not re-rendered and blocking playlist requests do not
+    /// wake for it.
+    progress: watch::Sender<u64>,
     /// The last rendered media playlists, by (version, delta update): when thousands of held
     /// requests wake for the same part, one renders and compresses, the rest share it.
     playlists: Mutex<Vec<(u64, Skip, RenderedPlaylist)>>,
@@ -134,6 +141,17 @@ impl LiveRoom {
         read(&self.packager).packager.check_request(request)
     }
 
+    /// How far a resource that may still be being written has come (the hinted part while its
+    /// chunks are made).
+    pub fn part_progress(&self, name: &str) -> PartProgress {
+        read(&self.packager).packager.part_progress(name)
+    }
+
+    /// A receiver that sees every change and every new chunk of the hinted part.
+    pub fn watch_progress(&self) -> watch::Receiver<u64> {
+        self.progress.subscribe()
+    }
+
     /// Whether an unknown part name is the next part (worth waiting for).
     pub fn part_state(&self, name: &str) -> PartState {
         read(&self.packager).packager.part_state(name)
@@ -185,6 +203,51 @@ impl LiveRoom {
 
     fn changed(&self) {
         self.version.send_modify(|v| *v = v.wrapping_add(1));
+        self.chunk_made();
+    }
+
+    /// A chunk of the hinted part was made, and nothing else changed.
+    fn chunk_made(&self) {
+        self.progress.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}
+
+#[cfg(test)]
+impl LiveRoom {
+    /// A room outside the hub, fed by a test through [`LiveRoom::update`].
+    pub(crate) fn detached(name: &str, packager: Packager) -> Arc<LiveRoom> {
+        Arc::new(LiveRoom {
+            name: name.to_owned(),
+            playlists: Mutex::new(Vec::new()),
+            packager: RwLock::new(RoomState {
+                packager,
+                publish_id: 0,
+                ended_publish: 0,
+                since: None,
+            }),
+            version: watch::channel(0).0,
+            progress: watch::channel(0).0,
+        })
+    }
+
+    /// The packager's count of chunks made.
+    pub(crate) fn read_chunks_made(&self) -> u64 {
+        read(&self.packager).packager.chunks_made()
+    }
+
+    /// Runs `f` on the packager (it returns whether something changed, as `handle` does) and
+    /// wakes waiters as the feed task does.
+    pub(crate) fn update(&self, f: impl FnOnce(&mut Packager) -> bool) {
+        let mut s = write(&self.packager);
+        let chunks = s.packager.chunks_made();
+        let changed = f(&mut s.packager);
+        let chunk_made = s.packager.chunks_made() != chunks;
+        drop(s);
+        if changed {
+            self.changed();
+        } else if chunk_made {
+            self.chunk_made();
+        }
     }
 }
 
@@ -297,6 +360,7 @@ impl Rooms {
             window_segments: c.window_segments,
             retain_segments: c.retain_segments,
             name_prefix: format!("{}{}", self.inner.boot, base36(u128::from(n))),
+            stream_parts: c.stream_hinted_parts,
         }
     }
 
@@ -316,6 +380,7 @@ impl Rooms {
                             since: None,
                         }),
                         version: watch::channel(0).0,
+                        progress: watch::channel(0).0,
                     })
                 })
                 .clone()
@@ -343,6 +408,7 @@ impl Rooms {
             if s.publish_id != publish_id {
                 return;
             }
+            let chunks = s.packager.chunks_made();
             let changed = match received {
                 Received::Event(ev) => s.packager.handle(&ev, now),
                 Received::Lagged(n) => {
@@ -363,9 +429,12 @@ impl Rooms {
                     return;
                 }
             };
+            let chunk_made = s.packager.chunks_made() != chunks;
             drop(s);
             if changed {
                 room.changed();
+            } else if chunk_made {
+                room.chunk_made();
             }
         }
     }

@@ -155,7 +155,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         state.clone(),
         shutdown.clone(),
     ));
-    let app = http::router(state);
+    let app = http::HttpOrigin::new(state);
     println!(
         "roomcast is running: RTMP on {rtmp_addr} (publish to {rtmp_url}), HTTP on {http_addr} ({base}/)",
         rtmp_url = config.rtmp_url(),

@@ -19,6 +19,7 @@ fn fuzz_config(target_ms: u64, part_ms: u64, window: usize, retain: usize) -> Pa
         window_segments: window,
         retain_segments: retain,
         name_prefix: "fz".to_owned(),
+        stream_parts: false,
     }
 }
 

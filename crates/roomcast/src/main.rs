@@ -8,12 +8,6 @@ use clap::{Args, Parser, Subcommand};
 use roomcast::config::{self, Config, Overrides};
 use roomcast_store::{KeyInfo, Store};
 
-// glibc's malloc was about a tenth of the server's CPU when serving small HLS responses
-// (allocate and free per request, with `malloc_consolidate` churn across threads); mimalloc's
-// thread-local free lists make that a few percent. Measured by scripts/bench/delivery.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "roomcast",

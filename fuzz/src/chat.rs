@@ -42,6 +42,9 @@ pub fn playlist_query(data: &[u8]) {
         return;
     };
     if let Ok(r) = roomcast_packager::PlaylistRequest::parse(Some(q)) {
-        assert!(r.part.is_none() || r.msn.is_some(), "part without msn accepted: {q:?}");
+        assert!(
+            r.part.is_none() || r.msn.is_some(),
+            "part without msn accepted: {q:?}"
+        );
     }
 }

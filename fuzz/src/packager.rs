@@ -71,7 +71,8 @@ pub struct Script {
     pub part_ms: u16,
     /// `PackagerConfig::window_segments`.
     pub window: u8,
-    /// `PackagerConfig::retain_segments`.
+    /// `PackagerConfig::retain_segments` (low 7 bits); the high bit turns on
+    /// `PackagerConfig::stream_parts` (parts written as one CMAF chunk per frame).
     pub retain: u8,
     /// The steps.
     pub ops: Vec<Op>,
@@ -182,9 +183,9 @@ impl Script {
             target_duration: Duration::from_millis(u64::from(self.target_ms)),
             part_target: Duration::from_millis(u64::from(self.part_ms)),
             window_segments: usize::from(self.window),
-            retain_segments: usize::from(self.retain),
+            retain_segments: usize::from(self.retain & 0x7f),
             name_prefix: "fz".to_owned(),
-        stream_parts: false,
+            stream_parts: self.retain & 0x80 != 0,
         }
     }
 }

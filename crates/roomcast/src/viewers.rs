@@ -39,13 +39,18 @@ impl HlsViewers {
         user_agent.hash(&mut h);
         let id = h.finish();
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        // A known player (every playlist reload after the first) costs a lookup: no allocation
+        // and no count over every room.
+        if let Some(last) = rooms.get_mut(room).and_then(|p| p.get_mut(&id)) {
+            *last = now;
+            return;
+        }
         let total: usize = rooms.values().map(HashMap::len).sum();
-        let players = rooms.entry(room.to_owned()).or_default();
-        if total >= self.max_tracked && !players.contains_key(&id) {
+        if total >= self.max_tracked {
             metrics::counter!("roomcast_hls_viewers_untracked_total").increment(1);
             return;
         }
-        players.insert(id, now);
+        rooms.entry(room.to_owned()).or_default().insert(id, now);
     }
 
     /// Forgets players not seen within the window and returns the count per room.

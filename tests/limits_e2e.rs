@@ -137,14 +137,7 @@ async fn per_address_connection_limits() {
     let c = tokio_tungstenite::connect_async(&url).await;
     assert!(c.is_err(), "third chat socket from one address accepted");
     drop((a, b));
-    let metrics = common::client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::get_text(&server.url("/metrics")).await;
     assert!(
         metrics.contains("max_connections_per_ip"),
         "refusals are counted"
@@ -326,14 +319,7 @@ async fn chat_client_that_reads_nothing_is_dropped_without_stalling_the_room() {
         "the stalled client got everything ({chats}): nothing was dropped"
     );
     eprintln!("stalled chat client: {chats} of {total} messages, then close {close:?}");
-    let metrics = common::client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::get_text(&server.url("/metrics")).await;
     assert!(
         metrics.contains("roomcast_chat_dropped_slow_total")
             || metrics.contains("roomcast_chat_write_timeouts_total"),

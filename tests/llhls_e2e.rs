@@ -250,14 +250,7 @@ async fn blocking_reload_preload_hints_and_delta_updates() {
         n > 0 && total > skip_until + 4.0
     })
     .await;
-    let delta = common::client()
-        .get(format!("{base}?_HLS_skip=YES"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let delta = common::get_text(&format!("{base}?_HLS_skip=YES")).await;
     let skip = delta
         .lines()
         .find_map(|l| l.strip_prefix("#EXT-X-SKIP:"))
@@ -338,14 +331,7 @@ async fn hinted_part_streams_as_its_frames_arrive() {
         );
         streamed.push(hint);
         // The next hint: the playlist that lists the part just streamed.
-        playlist = common::client()
-            .get(format!("{base}?_HLS_msn={msn}&_HLS_part={}", part + 1))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        playlist = common::get_text(&format!("{base}?_HLS_msn={msn}&_HLS_part={}", part + 1)).await;
     }
 
     // The segment of the last streamed part decodes (ffprobe decodes and counts its frames).
@@ -435,16 +421,7 @@ async fn held_requests_are_released_on_stream_end_and_client_exit() {
     // A request held when the stream ends is answered with the ended playlist.
     let held = tokio::spawn({
         let url = format!("{base}?_HLS_msn={}", msn + 2);
-        async move {
-            common::client()
-                .get(url)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        }
+        async move { common::get_text(&url).await }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     publisher.abort();

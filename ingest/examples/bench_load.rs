@@ -1110,35 +1110,83 @@ impl Drop for BackgroundPublisher {
     }
 }
 
-async fn cmd_part_latency(args: &Args) -> Res<String> {
-    let http = args.addr("http")?;
-    let room = args.str("room")?.to_owned();
-    let seconds: f64 = args.num("seconds", 20.0)?;
-    let src = Arc::new(Source::load(args.str("flv")?)?);
-    let run = Duration::from_secs_f64(seconds.clamp(1.0, 600.0));
-    let publisher = BackgroundPublisher::start(args, src.clone(), run + Duration::from_secs(20))?;
+/// A fresh room published in real time by this process, its video decode times mapped to the
+/// publisher's send log: segment 0 starts with the first keyframe sent. Shared by the
+/// part-latency and hint-latency jobs.
+struct Calibrated {
+    http: SocketAddr,
+    /// `/live/ROOM/`.
+    base: String,
+    publisher: BackgroundPublisher,
+    /// The first media playlist seen.
+    first: Playlist,
+    /// How long the job measures.
+    run: Duration,
+    /// Video track id and timescale, from the init segment.
+    track: u32,
+    timescale: u32,
+    /// Decode time (ms) minus send-log time (ms) of the same frame.
+    offset_ms: f64,
+}
 
-    let first = wait_playlist(http, &room, Duration::from_secs(15)).await?;
-    if let Some(reason) = ll_hls_missing(&first) {
-        return Ok(unavailable("part_latency", &reason));
+impl Calibrated {
+    /// Starts the publisher and calibrates; `Err` holds the "not available" answer of job
+    /// `kind` when the server has no LL-HLS.
+    async fn start(args: &Args, kind: &str) -> Res<Result<Self, String>> {
+        let http = args.addr("http")?;
+        let room = args.str("room")?.to_owned();
+        let seconds: f64 = args.num("seconds", 20.0)?;
+        let src = Arc::new(Source::load(args.str("flv")?)?);
+        let run = Duration::from_secs_f64(seconds.clamp(1.0, 600.0));
+        let publisher =
+            BackgroundPublisher::start(args, src.clone(), run + Duration::from_secs(20))?;
+        let first = wait_playlist(http, &room, Duration::from_secs(15)).await?;
+        if let Some(reason) = ll_hls_missing(&first) {
+            return Ok(Err(unavailable(kind, &reason)));
+        }
+        let base = format!("/live/{room}/");
+        let Some(map) = first.map_uri.clone() else {
+            return fail("media playlist without EXT-X-MAP");
+        };
+        let init = get_ok(http, &format!("{base}{map}")).await?;
+        let (track, timescale) = video_track(&init).ok_or("init segment without a video track")?;
+        let Some((0, seg0)) = first.segments.first().cloned() else {
+            return fail(
+                "the room's first playlist does not start at media sequence 0; start a fresh room",
+            );
+        };
+        let seg0 = get_ok(http, &format!("{base}{seg0}")).await?;
+        let (dts0, _) = video_dts_range(&seg0, track).ok_or("segment 0 has no video samples")?;
+        let offset_ms =
+            dts0 as f64 * 1000.0 / f64::from(timescale) - f64::from(src.first_keyframe_ms);
+        Ok(Ok(Self {
+            http,
+            base,
+            publisher,
+            first,
+            run,
+            track,
+            timescale,
+            offset_ms,
+        }))
     }
-    let base = format!("/live/{room}/");
-    let Some(map) = first.map_uri.clone() else {
-        return fail("media playlist without EXT-X-MAP");
-    };
-    let init = get_ok(http, &format!("{base}{map}")).await?;
-    let (track, timescale) = video_track(&init).ok_or("init segment without a video track")?;
-    let to_ms = |ticks: u64| ticks as f64 * 1000.0 / f64::from(timescale);
+}
 
-    // Calibration: the first segment starts with the first keyframe the publisher sent.
-    let Some((0, seg0)) = first.segments.first().cloned() else {
-        return fail(
-            "the room's first playlist does not start at media sequence 0; start a fresh room",
-        );
+async fn cmd_part_latency(args: &Args) -> Res<String> {
+    let Calibrated {
+        http,
+        base,
+        publisher,
+        first,
+        run,
+        track,
+        timescale,
+        offset_ms,
+    } = match Calibrated::start(args, "part_latency").await? {
+        Ok(c) => c,
+        Err(unavailable) => return Ok(unavailable),
     };
-    let seg0 = get_ok(http, &format!("{base}{seg0}")).await?;
-    let (dts0, _) = video_dts_range(&seg0, track).ok_or("segment 0 has no video samples")?;
-    let offset_ms = to_ms(dts0) - f64::from(src.first_keyframe_ms);
+    let to_ms = |ticks: u64| ticks as f64 * 1000.0 / f64::from(timescale);
 
     let mut first_frame = Vec::new();
     let mut last_frame = Vec::new();
@@ -1378,33 +1426,20 @@ fn signed_ms(later: Instant, earlier: Instant) -> f64 {
 }
 
 async fn cmd_hint_latency(args: &Args) -> Res<String> {
-    let http = args.addr("http")?;
-    let room = args.str("room")?.to_owned();
-    let seconds: f64 = args.num("seconds", 20.0)?;
-    let src = Arc::new(Source::load(args.str("flv")?)?);
-    let run = Duration::from_secs_f64(seconds.clamp(1.0, 600.0));
-    let publisher = BackgroundPublisher::start(args, src.clone(), run + Duration::from_secs(20))?;
-
-    let first = wait_playlist(http, &room, Duration::from_secs(15)).await?;
-    if let Some(reason) = ll_hls_missing(&first) {
-        return Ok(unavailable("hint_latency", &reason));
-    }
-    let base = format!("/live/{room}/");
-    let Some(map) = first.map_uri.clone() else {
-        return fail("media playlist without EXT-X-MAP");
+    let Calibrated {
+        http,
+        base,
+        publisher,
+        first,
+        run,
+        track,
+        timescale,
+        offset_ms,
+    } = match Calibrated::start(args, "hint_latency").await? {
+        Ok(c) => c,
+        Err(unavailable) => return Ok(unavailable),
     };
-    let init = get_ok(http, &format!("{base}{map}")).await?;
-    let (track, timescale) = video_track(&init).ok_or("init segment without a video track")?;
     let to_ms = |ticks: u64| ticks as f64 * 1000.0 / f64::from(timescale);
-    // Calibration as in part-latency: segment 0 starts with the first keyframe sent.
-    let Some((0, seg0)) = first.segments.first().cloned() else {
-        return fail(
-            "the room's first playlist does not start at media sequence 0; start a fresh room",
-        );
-    };
-    let seg0 = get_ok(http, &format!("{base}{seg0}")).await?;
-    let (dts0, _) = video_dts_range(&seg0, track).ok_or("segment 0 has no video samples")?;
-    let offset_ms = to_ms(dts0) - f64::from(src.first_keyframe_ms);
 
     // From the part's first / last video frame leaving the publisher to the response's first
     // body byte / last byte.

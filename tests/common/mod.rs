@@ -240,6 +240,18 @@ pub async fn poll_text(url: &str, timeout: Duration, ok: impl Fn(&str) -> bool) 
     panic!("timed out waiting for {url}; last body:\n{last}");
 }
 
+/// The body of `GET url` as text, whatever the status.
+pub async fn get_text(url: &str) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 pub async fn get_bytes(url: &str) -> Bytes {
     let r = client().get(url).send().await.unwrap();
     assert!(r.status().is_success(), "GET {url}: {}", r.status());
@@ -417,14 +429,7 @@ pub fn live_publisher(
 
 /// The value of an unlabelled gauge or counter from `/metrics` (0 when absent).
 pub async fn metric(server: &Server, name: &str) -> f64 {
-    let text = client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&server.url("/metrics")).await;
     text.lines()
         .find(|l| l.starts_with(&format!("{name} ")))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())

@@ -1474,6 +1474,13 @@ impl Packager {
         }
     }
 
+    /// `runs` as the next `moof`+`mdat`: parts and chunks share one `mfhd` sequence.
+    fn next_fragment(&mut self, runs: &[TrackRun<'_>]) -> Result<Bytes, fmp4::Mp4Error> {
+        let sequence = self.next_fragment_seq;
+        self.next_fragment_seq = self.next_fragment_seq.checked_add(1).unwrap_or(1);
+        fmp4::fragment(sequence, runs)
+    }
+
     /// Writes one chunk of the open part: the next `leader` (0 or 1) samples of the first track
     /// not in a chunk yet, and the other tracks' samples not in a chunk yet that start before
     /// `boundary` (all of them without one).
@@ -1501,9 +1508,7 @@ impl Packager {
                 with_cts: *with_cts,
             })
             .collect();
-        let sequence = self.next_fragment_seq;
-        self.next_fragment_seq = self.next_fragment_seq.checked_add(1).unwrap_or(1);
-        match fmp4::fragment(sequence, &runs) {
+        match self.next_fragment(&runs) {
             Ok(data) => {
                 let next_id = &mut self.next_writing_id;
                 let part = running.open_part.get_or_insert_with(|| {
@@ -1714,9 +1719,7 @@ impl Packager {
                 .map(|p| (p.chunks, Some(p.id)))
                 .ok_or_else(|| "no chunk of it could be written".to_owned())
         } else {
-            let sequence = self.next_fragment_seq;
-            self.next_fragment_seq = self.next_fragment_seq.checked_add(1).unwrap_or(1);
-            fmp4::fragment(sequence, &runs)
+            self.next_fragment(&runs)
                 .map(|data| (vec![data], None))
                 .map_err(|e| e.to_string())
         };

@@ -210,6 +210,16 @@ impl LiveRoom {
     fn chunk_made(&self) {
         self.progress.send_modify(|v| *v = v.wrapping_add(1));
     }
+
+    /// Wakes what waits on the room after the packager ran: every waiter when something became
+    /// fetchable, only streamed hinted-part requests when just a chunk was made.
+    fn wake(&self, changed: bool, chunk_made: bool) {
+        if changed {
+            self.changed();
+        } else if chunk_made {
+            self.chunk_made();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -243,11 +253,7 @@ impl LiveRoom {
         let changed = f(&mut s.packager);
         let chunk_made = s.packager.chunks_made() != chunks;
         drop(s);
-        if changed {
-            self.changed();
-        } else if chunk_made {
-            self.chunk_made();
-        }
+        self.wake(changed, chunk_made);
     }
 }
 
@@ -431,11 +437,7 @@ impl Rooms {
             };
             let chunk_made = s.packager.chunks_made() != chunks;
             drop(s);
-            if changed {
-                room.changed();
-            } else if chunk_made {
-                room.chunk_made();
-            }
+            room.wake(changed, chunk_made);
         }
     }
 

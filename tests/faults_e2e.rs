@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Server, ServerOptions, fixture};
-use roomcast_ingest::publisher::{PublishError, PublishOptions, publish_flv};
+use roomcast_ingest::publisher::PublishError;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -29,15 +29,10 @@ async fn thousand_connect_drop_cycles_leave_nothing_behind() {
     });
     let key = server.first_key.clone().unwrap();
     // Warm up allocator pools with one real publish first, so growth below is not start-up.
-    publish_flv(
-        server.rtmp,
-        "live",
-        &key,
-        fixture("h264-main-video-only-360p30.flv"),
-        &PublishOptions::default(),
-    )
-    .await
-    .unwrap();
+    server
+        .publish_fixture(&key, "h264-main-video-only-360p30.flv")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss_kb(server.pid());
     for i in 0..1000u32 {
@@ -72,15 +67,10 @@ async fn thousand_connect_drop_cycles_leave_nothing_behind() {
         "RSS grew from {before} kB to {after} kB"
     );
     // And it still serves.
-    publish_flv(
-        server.rtmp,
-        "live",
-        &key,
-        fixture("aac-audio-only-48k.flv"),
-        &PublishOptions::default(),
-    )
-    .await
-    .unwrap();
+    server
+        .publish_fixture(&key, "aac-audio-only-48k.flv")
+        .await
+        .unwrap();
 }
 
 fn psql(sql: &str) -> bool {
@@ -127,29 +117,17 @@ async fn database_outage_refuses_publishes_and_the_server_stays_up() {
         ..ServerOptions::default()
     });
     let key = server.first_key.clone().unwrap();
-    publish_flv(
-        server.rtmp,
-        "live",
-        &key,
-        fixture("aac-audio-only-48k.flv"),
-        &PublishOptions::default(),
-    )
-    .await
-    .expect("publishes while the database is up");
+    server
+        .publish_fixture(&key, "aac-audio-only-48k.flv")
+        .await
+        .expect("publishes while the database is up");
 
     // The database goes away: no new logins, existing sessions killed.
     assert!(psql(&format!("ALTER ROLE {role} NOLOGIN")));
     assert!(psql(&format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
     )));
-    let r = publish_flv(
-        server.rtmp,
-        "live",
-        &key,
-        fixture("aac-audio-only-48k.flv"),
-        &PublishOptions::default(),
-    )
-    .await;
+    let r = server.publish_fixture(&key, "aac-audio-only-48k.flv").await;
     match r {
         Err(PublishError::Rejected { code, .. }) => assert_eq!(code, "NetStream.Publish.Failed"),
         other => panic!("expected a refusal while the database is down, got {other:?}"),
@@ -170,15 +148,10 @@ async fn database_outage_refuses_publishes_and_the_server_stays_up() {
     assert!(psql(&format!("ALTER ROLE {role} LOGIN")));
     let mut ok = false;
     for _ in 0..20 {
-        if publish_flv(
-            server.rtmp,
-            "live",
-            &key,
-            fixture("aac-audio-only-48k.flv"),
-            &PublishOptions::default(),
-        )
-        .await
-        .is_ok()
+        if server
+            .publish_fixture(&key, "aac-audio-only-48k.flv")
+            .await
+            .is_ok()
         {
             ok = true;
             break;
@@ -244,14 +217,9 @@ async fn publisher_killed_mid_message_ends_its_room_cleanly() {
         .unwrap();
     assert_eq!(room["live"], false, "{room}");
     // The same key publishes again at once.
-    publish_flv(
-        server.rtmp,
-        "live",
-        &key,
-        fixture("aac-audio-only-48k.flv"),
-        &PublishOptions::default(),
-    )
-    .await
-    .expect("a new publish after the killed one");
+    server
+        .publish_fixture(&key, "aac-audio-only-48k.flv")
+        .await
+        .expect("a new publish after the killed one");
     assert!(!server.logs().contains("panicked"), "{}", server.logs());
 }

@@ -6,8 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, fixture, playlist_uris, poll_text};
-use roomcast_ingest::publisher::{PublishOptions, publish_flv};
+use common::{Server, playlist_uris, poll_text};
 
 fn raw_client() -> reqwest::Client {
     // No automatic decompression, so the test sees Content-Encoding as a player would.
@@ -235,15 +234,10 @@ async fn ended_room_goes_offline_after_grace() {
     // Grace is 3 s in the test server options.
     let server = Server::start();
     let key = server.first_key.clone().unwrap();
-    publish_flv(
-        server.rtmp,
-        "live",
-        &key,
-        fixture("h264-main-video-only-360p30.flv"),
-        &PublishOptions::default(),
-    )
-    .await
-    .unwrap();
+    server
+        .publish_fixture(&key, "h264-main-video-only-360p30.flv")
+        .await
+        .unwrap();
     poll_text(
         &server.url("/live/main/stream.m3u8"),
         Duration::from_secs(10),

@@ -6,8 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, fixture, poll_text};
-use roomcast_ingest::publisher::{PublishError, PublishOptions, publish_flv};
+use common::{Server, poll_text};
+use roomcast_ingest::publisher::PublishError;
 
 fn long_publish(server: &Server, key: &str) -> tokio::task::JoinHandle<Result<(), PublishError>> {
     let publisher = common::live_publisher(server, key);
@@ -17,14 +17,12 @@ fn long_publish(server: &Server, key: &str) -> tokio::task::JoinHandle<Result<()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_key_is_refused_with_an_rtmp_error() {
     let server = Server::start();
-    let r = publish_flv(
-        server.rtmp,
-        "live",
-        "rc_notakey_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-        fixture("aac-audio-only-48k.flv"),
-        &PublishOptions::default(),
-    )
-    .await;
+    let r = server
+        .publish_fixture(
+            "rc_notakey_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            "aac-audio-only-48k.flv",
+        )
+        .await;
     match r {
         Err(PublishError::Rejected { code, .. }) => assert_eq!(code, "NetStream.Publish.BadName"),
         other => panic!("expected a refusal, got {other:?}"),
@@ -105,14 +103,7 @@ async fn revoking_a_key_disconnects_its_live_publisher() {
     );
 
     // And the key cannot publish again.
-    let again = publish_flv(
-        server.rtmp,
-        "live",
-        &key,
-        fixture("aac-audio-only-48k.flv"),
-        &PublishOptions::default(),
-    )
-    .await;
+    let again = server.publish_fixture(&key, "aac-audio-only-48k.flv").await;
     assert!(
         matches!(again, Err(PublishError::Rejected { .. })),
         "{again:?}"

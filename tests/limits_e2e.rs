@@ -64,15 +64,10 @@ async fn slowloris_and_stalled_readers_are_cut_off() {
 
     // A viewer that asks for lots of media and reads none of it.
     let key = server.first_key.clone().unwrap();
-    publish_flv(
-        server.rtmp,
-        "live",
-        &key,
-        fixture("h264-main-aac48k-1080p60.flv"),
-        &PublishOptions::default(),
-    )
-    .await
-    .unwrap();
+    server
+        .publish_fixture(&key, "h264-main-aac48k-1080p60.flv")
+        .await
+        .unwrap();
     let playlist = poll_text(
         &server.url("/live/main/stream.m3u8"),
         Duration::from_secs(10),
@@ -179,14 +174,9 @@ async fn stream_key_never_leaks_at_any_log_level() {
     .await;
     // A wrong key with the right lookup part, and the key pasted into the app name.
     let wrong = format!("{}{}", &key[..key.len() - 4], "zzzz");
-    let _ = publish_flv(
-        server.rtmp,
-        "live",
-        &wrong,
-        fixture("aac-audio-only-48k.flv"),
-        &PublishOptions::default(),
-    )
-    .await;
+    let _ = server
+        .publish_fixture(&wrong, "aac-audio-only-48k.flv")
+        .await;
     let _ = publish_flv(
         server.rtmp,
         &format!("live/{key}"),

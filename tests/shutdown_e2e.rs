@@ -8,9 +8,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Server, ServerOptions, fixture, poll_text};
+use common::{Server, ServerOptions, poll_text};
 use futures_util::{SinkExt, StreamExt};
-use roomcast_ingest::publisher::{PublishError, PublishOptions, publish_flv};
+use roomcast_ingest::publisher::PublishError;
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,15 +124,10 @@ async fn kill_9_then_restart_keeps_rooms_keys_and_history() {
     });
     let rooms = server.cli(&["room", "list"]);
     assert!(String::from_utf8_lossy(&rooms.stdout).contains("studio"));
-    publish_flv(
-        server.rtmp,
-        "live",
-        &key,
-        fixture("aac-audio-only-48k.flv"),
-        &PublishOptions::default(),
-    )
-    .await
-    .expect("the key still publishes after kill -9");
+    server
+        .publish_fixture(&key, "aac-audio-only-48k.flv")
+        .await
+        .expect("the key still publishes after kill -9");
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/chat/studio", server.http))
         .await
         .unwrap();

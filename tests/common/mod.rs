@@ -55,6 +55,23 @@ impl Default for ServerOptions {
 }
 
 impl Server {
+    /// Publishes the fixture `name` to `rtmp://…/live` with `key`, as fast as it goes.
+    pub async fn publish_fixture(
+        &self,
+        key: &str,
+        name: &str,
+    ) -> Result<roomcast_ingest::publisher::PublishReport, roomcast_ingest::publisher::PublishError>
+    {
+        roomcast_ingest::publisher::publish_flv(
+            self.rtmp,
+            "live",
+            key,
+            fixture(name),
+            &roomcast_ingest::publisher::PublishOptions::default(),
+        )
+        .await
+    }
+
     pub fn start() -> Server {
         Self::start_with(ServerOptions::default())
     }

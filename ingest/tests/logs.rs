@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::io::Write;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -15,19 +13,6 @@ use roomcast_hub::KickReason;
 use roomcast_ingest::IngestConfig;
 use roomcast_ingest::chunk::{ChunkEncoder, MessageHeader, msg_type};
 use roomcast_ingest::publisher::{Connection, PublishOptions, publish_flv};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 const WRONG_KEY: &str = "wrong-secret-KEY-4242";
 const SMALL: &str = "h264-baseline-aac44k-mono-360p25.flv";

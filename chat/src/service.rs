@@ -178,41 +178,9 @@ pub enum ChatError {
 }
 
 /// A host or operator command for [`ChatService::moderate`]; the same as the host commands a
-/// host connection sends as frames.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ModerationCommand {
-    /// Remove a message from every page and from the history.
-    Delete {
-        /// Id of the chat or danmaku frame.
-        message_id: u64,
-    },
-    /// Ban a name (any case) and delete its recent messages.
-    Ban {
-        /// The display name.
-        user: String,
-    },
-    /// Lift a ban.
-    Unban {
-        /// The display name.
-        user: String,
-    },
-    /// Slow mode: one message per `seconds` per viewer; 0 turns it off.
-    SlowMode {
-        /// Seconds.
-        seconds: u32,
-    },
-    /// Open a lottery entered by sending `keyword`.
-    LotteryOpen {
-        /// The keyword.
-        keyword: String,
-        /// Draw by itself after this many seconds.
-        duration_s: Option<u32>,
-    },
-    /// Draw the open lottery.
-    LotteryDraw,
-    /// Close the open lottery without a winner.
-    LotteryCancel,
-}
+/// host connection sends as frames. It is the store's moderation request: what the CLI queues in
+/// the database is handed to the room as it is.
+pub use roomcast_store::ModerationRequest as ModerationCommand;
 
 /// One client in a room, as [`ChatService::connect`] returns it. The fields are public so the
 /// server can hand them to separate tasks.

@@ -4,9 +4,9 @@
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
-use roomcast_chat::{ChatService, ModerationCommand};
+use roomcast_chat::ChatService;
 use roomcast_hub::{Hub, RoomEvent};
-use roomcast_store::{ModerationRequest, Store};
+use roomcast_store::Store;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -48,24 +48,6 @@ pub async fn follow_streams(hub: Hub, chat: ChatService, shutdown: CancellationT
     }
 }
 
-fn to_command(r: ModerationRequest) -> ModerationCommand {
-    match r {
-        ModerationRequest::Delete { message_id } => ModerationCommand::Delete { message_id },
-        ModerationRequest::Ban { user } => ModerationCommand::Ban { user },
-        ModerationRequest::Unban { user } => ModerationCommand::Unban { user },
-        ModerationRequest::SlowMode { seconds } => ModerationCommand::SlowMode { seconds },
-        ModerationRequest::LotteryOpen {
-            keyword,
-            duration_s,
-        } => ModerationCommand::LotteryOpen {
-            keyword,
-            duration_s,
-        },
-        ModerationRequest::LotteryDraw => ModerationCommand::LotteryDraw,
-        ModerationRequest::LotteryCancel => ModerationCommand::LotteryCancel,
-    }
-}
-
 /// Runs the moderation commands `roomcast chat ...` queued in the database. Going through the
 /// database (rather than the CLI writing bans itself) makes the command take effect in rooms
 /// this server has loaded, and works the same with SQLite and PostgreSQL.
@@ -91,7 +73,7 @@ pub async fn run_queued_moderation(
         };
         for q in queued {
             let outcome = chat
-                .moderate(&q.room, "operator", to_command(q.command))
+                .moderate(&q.room, "operator", q.command)
                 .await
                 .map_err(|e| e.to_string());
             match &outcome {
